@@ -1,0 +1,91 @@
+"""Settings, from the environment and ``.env`` (pydantic-settings).
+
+Secrets are ``SecretStr``: their values never appear in logs, reprs or error messages.
+``.env.example`` lists every field here; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / 'fido.db'}",
+        validation_alias=_env("FIDO_DATABASE_URL"),
+    )
+    config: Path | None = Field(default=None, validation_alias=_env("FIDO_CONFIG"))
+    http_host: str = Field(default="127.0.0.1", validation_alias=_env("FIDO_HTTP_HOST"))
+    http_port: int = Field(default=8080, ge=0, le=65535, validation_alias=_env("FIDO_HTTP_PORT"))
+    webhook_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("FIDO_WEBHOOK_TOKEN")
+    )
+    approvers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("FIDO_APPROVERS")
+    )
+    slack_channel: str | None = Field(default=None, validation_alias=_env("FIDO_SLACK_CHANNEL"))
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_BOT_TOKEN")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_APP_TOKEN")
+    )
+    slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
+    ad_url: str | None = Field(default=None, validation_alias=_env("FIDO_AD_URL"))
+    ad_bind_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BIND_DN"))
+    ad_password: SecretStr | None = Field(default=None, validation_alias=_env("FIDO_AD_PASSWORD"))
+    ad_base_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BASE_DN"))
+    log_level: str = Field(default="INFO", validation_alias=_env("FIDO_LOG_LEVEL"))
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url", mode="after")
+    @classmethod
+    def _slash(cls, value: str | None) -> str | None:
+        if value and not value.endswith("/"):
+            value += "/"
+        return value or None
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming the first of ``names`` (environment names) unset."""
+        for env_name in names:
+            field = _FIELD_BY_ENV[env_name]
+            value = getattr(self, field)
+            if (
+                value is None
+                or value == ""
+                or (isinstance(value, SecretStr) and not value.get_secret_value())
+            ):
+                raise ConfigError(f"{env_name} is not set (see .env.example)")
+
+
+_FIELD_BY_ENV: dict[str, str] = {
+    alias: name
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+    for alias in info.validation_alias.choices
+    if isinstance(alias, str)
+}
+ENV_NAMES: list[str] = sorted(_FIELD_BY_ENV)

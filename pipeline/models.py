@@ -1,0 +1,145 @@
+"""The tables Fido keeps: Event, Incident, Action, AuditEntry.
+
+JSON columns hold structured values (observables, enrichment, score breakdown); the raw
+detector payload is kept verbatim as text. Relations are plain foreign keys queried
+explicitly: nothing is lazy-loaded, so rows are safe to use after their session closes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class Severity(StrEnum):
+    informational = "informational"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class EventStatus(StrEnum):
+    pending = "pending"
+    processing = "processing"
+    done = "done"
+    failed = "failed"
+
+
+class IncidentStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class Decision(StrEnum):
+    notify = "notify"
+    ask_approval = "ask_approval"
+    auto_act = "auto_act"
+
+
+class ActionStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    denied = "denied"
+    undoing = "undoing"
+    undone = "undone"
+
+
+class Event(SQLModel, table=True):
+    """One detector alert, as received, and its place in the work queue."""
+
+    __table_args__ = (UniqueConstraint("detector", "external_id", name="uq_event_detector_xid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    detector: str = Field(index=True, max_length=64)
+    external_id: str = Field(max_length=255)
+    received_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    occurred_at: datetime | None = _ts(nullable=True)
+    severity: str = Field(default=Severity.medium.value, max_length=16)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    observables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    raw: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=EventStatus.pending.value, index=True, max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    claimed_at: datetime | None = _ts(nullable=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+
+
+class Incident(SQLModel, table=True):
+    """Events grouped together, with what Fido learnt and decided about them."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    severity: str = Field(default=Severity.medium.value, max_length=16)
+    status: str = Field(default=IncidentStatus.open.value, index=True, max_length=16)
+    observables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    enrichment: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    degraded: bool = False
+    score: int = 0
+    score_breakdown: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    decision: str | None = Field(default=None, max_length=16)
+    proposed_actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    event_count: int = 0
+    slack_channel: str | None = Field(default=None, max_length=32)
+    slack_ts: str | None = Field(default=None, max_length=32)
+
+
+class Action(SQLModel, table=True):
+    """A containment action: asked for, approved or automatic, run at most once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    responder: str = Field(max_length=64)
+    target: str = Field(max_length=255)
+    requested_by: str = Field(max_length=64)
+    approved_by: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=ActionStatus.running.value, max_length=16)
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    undo_data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    undone_by: str | None = Field(default=None, max_length=64)
+    idempotency_key: str = Field(unique=True, max_length=255)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only record of who did what to what, and when."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    actor: str = Field(max_length=64)
+    verb: str = Field(index=True, max_length=64)
+    target: str = Field(default="", max_length=255)
+    incident_id: int | None = Field(default=None, index=True)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

@@ -1,0 +1,117 @@
+"""The contracts integrations implement, and the registries they join by name.
+
+A detector parses payloads, an enricher adds facts about observables, a responder contains
+a threat (and undoes it). Each is a small class registered with a decorator::
+
+    @enrichers.register("active_directory")
+    class ActiveDirectoryEnricher: ...
+
+The bot builds instances at start-up from settings and the policy; the pipeline only sees
+the protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pipeline.errors import ConfigError
+from pipeline.observables import Kind, Observables
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """What a detector makes of one alert, before it is stored."""
+
+    external_id: str
+    title: str
+    severity: str
+    raw: str
+    observables: Observables = field(default_factory=Observables)
+    occurred_at: datetime | None = None
+
+
+@runtime_checkable
+class Detector(Protocol):
+    name: str
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        """Turn one delivery into events; raise ParseError when it cannot."""
+        ...
+
+
+# Facts about observables, keyed by ``Observables.key(kind, value)``, e.g.
+# {"user:alice": {"found": True, "display_name": "Alice", "disabled": False}}.
+Facts = dict[str, dict[str, Any]]
+
+
+@runtime_checkable
+class Enricher(Protocol):
+    name: str
+
+    async def enrich(self, observables: Observables) -> Facts:
+        """Return facts about the observables it knows; raise IntegrationError on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResponderResult:
+    """What a responder did: a sentence for people, and what it needs to undo it."""
+
+    summary: str
+    undo_data: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Responder(Protocol):
+    name: str
+    target_kind: Kind
+    label: str  # e.g. "disable" → the button reads "Approve: disable alice"
+
+    async def execute(self, target: str) -> ResponderResult:
+        """Contain the target; raise ResponderError when it cannot."""
+        ...
+
+    async def undo(self, target: str, undo_data: dict[str, Any]) -> ResponderResult:
+        """Reverse a previous execute from the data it returned."""
+        ...
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Classes (or factories) registered under a unique name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._items:
+                raise ConfigError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = factory
+            return factory
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise ConfigError(f"unknown {self.kind} {name!r} (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+
+detectors: Registry[Detector] = Registry("detector")
+enrichers: Registry[Enricher] = Registry("enricher")
+responders: Registry[Responder] = Registry("responder")

@@ -1,0 +1,111 @@
+"""The policy: what Fido listens to, how it scores, when it asks and when it acts.
+
+Loaded from the YAML file named by ``FIDO_CONFIG``; every field has a safe built-in
+default, so Fido runs without one. Auto-action is opt-in: ``thresholds.auto_act`` is unset
+by default, and then Fido only ever asks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DetectorPolicy(_Strict):
+    enabled: bool = True
+    # generic fields (user, host, src_ip, ...) ← dotted paths in the detector's payload
+    field_map: dict[str, str] = Field(default_factory=dict)
+
+
+class Scoring(_Strict):
+    severity: dict[str, int] = Field(
+        default_factory=lambda: {
+            "informational": 0,
+            "low": 10,
+            "medium": 30,
+            "high": 50,
+            "critical": 70,
+        }
+    )
+    user_in_directory: int = 10
+    privileged_user: int = 15
+    per_extra_event: int = 5
+    max_extra_events: int = 15
+
+
+class Thresholds(_Strict):
+    notify: int = Field(default=0, ge=0, le=100)
+    ask_approval: int = Field(default=75, ge=0, le=100)
+    auto_act: int | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.auto_act is not None and self.auto_act < self.ask_approval:
+            raise ValueError("thresholds.auto_act must be at least thresholds.ask_approval")
+        return self
+
+
+class ActionPolicy(_Strict):
+    responder: str
+    # which users are proposed: those the directory knows (default) or every user named
+    require_directory_match: bool = True
+
+
+class Policy(_Strict):
+    detectors: dict[str, DetectorPolicy] = Field(
+        default_factory=lambda: {"generic": DetectorPolicy()}
+    )
+    enrichers: list[str] = Field(default_factory=lambda: ["active_directory"])
+    enrichment_timeout_seconds: float = Field(default=10.0, gt=0)
+    correlation_window_minutes: int = Field(default=60, ge=0)
+    scoring: Scoring = Field(default_factory=Scoring)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    actions: list[ActionPolicy] = Field(
+        default_factory=lambda: [ActionPolicy(responder="ad_disable_account")]
+    )
+    approvers: list[str] = Field(default_factory=list)
+    protected_accounts: list[str] = Field(
+        default_factory=lambda: ["administrator", "krbtgt", "guest"]
+    )
+    allow_privileged_targets: bool = False
+    dry_run: bool = False
+
+    def detector(self, name: str) -> DetectorPolicy | None:
+        policy = self.detectors.get(name)
+        return policy if policy and policy.enabled else None
+
+    def is_protected(self, account: str) -> bool:
+        wanted = account.casefold()
+        return any(wanted == p.casefold() for p in self.protected_accounts)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Read the policy YAML; ``None`` gives the built-in defaults."""
+    if path is None or str(path) == "":
+        return Policy()
+    file = Path(path)
+    try:
+        data: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"FIDO_CONFIG: policy file {file} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"FIDO_CONFIG: {file} is not valid YAML: {exc}") from None
+    if data is None:
+        return Policy()
+    if not isinstance(data, dict):
+        raise ConfigError(f"FIDO_CONFIG: {file} must hold a mapping at the top level")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"FIDO_CONFIG: {file}: {where}: {first['msg']}") from None
