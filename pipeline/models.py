@@ -44,6 +44,7 @@ class IncidentStatus(StrEnum):
 
 
 class Decision(StrEnum):
+    record = "record"  # below the notify threshold: kept, not posted
     notify = "notify"
     ask_approval = "ask_approval"
     auto_act = "auto_act"
@@ -54,6 +55,7 @@ class ActionStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     denied = "denied"
+    dry_run = "dry_run"
     undoing = "undoing"
     undone = "undone"
 

@@ -77,6 +77,7 @@ class Policy(_Strict):
         default_factory=lambda: ["administrator", "krbtgt", "guest"]
     )
     allow_privileged_targets: bool = False
+    max_auto_actions_per_hour: int = Field(default=5, ge=0)
     dry_run: bool = False
 
     def detector(self, name: str) -> DetectorPolicy | None:

@@ -9,7 +9,7 @@ from sqlmodel import SQLModel
 import pipeline.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
-url = config.attributes.get("fido_url") or config.get_main_option("sqlalchemy.url")
+url = config.attributes.get("fido_url") or config.get_main_option("sqlalchemy.url") or ""
 
 
 def run_migrations_online() -> None:

@@ -1,0 +1,153 @@
+"""The ``generic`` detector: one JSON object per alert, in Fido's own simple shape.
+
+    {"id": "a-1", "title": "Impossible travel", "severity": "critical",
+     "occurred_at": "2026-11-28T01:00:00Z", "user": "alice", "host": "laptop-042",
+     "src_ip": "203.0.113.9", "dst_ip": "10.0.0.5", "hash": "…", "domain": "…", "url": "…"}
+
+Only ``title`` is required. Each observable field takes a string or a list of strings.
+The policy's ``field_map`` maps any of these fields onto a dotted path in another shape,
+e.g. ``{"user": "actor.alternateId", "title": "rule.name"}``. A delivery may also be a
+JSON array of such objects. Without an ``id``, a fingerprint of the content is used, so a
+redelivered alert is still recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.errors import ConfigError, ParseError
+from pipeline.models import Severity
+from pipeline.observables import Observables
+from pipeline.plugins import ParsedEvent, detectors
+
+FIELDS = (
+    "id",
+    "title",
+    "severity",
+    "occurred_at",
+    "user",
+    "host",
+    "src_ip",
+    "dst_ip",
+    "hash",
+    "domain",
+    "url",
+)
+_OBSERVABLE_FIELDS = {
+    "user": "users",
+    "host": "hosts",
+    "src_ip": "ips",
+    "dst_ip": "ips",
+    "hash": "hashes",
+    "domain": "domains",
+    "url": "urls",
+}
+_SEVERITIES = {s.value for s in Severity} | {"info"}
+
+
+def _lookup(item: Mapping[str, Any], path: str) -> Any:
+    value: Any = item
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _strings(field: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            raise ParseError(f"field {field!r} must be a string or a list of strings")
+        if str(v).strip():
+            out.append(str(v).strip())
+    return out
+
+
+def _ips(field: str, values: list[str]) -> list[str]:
+    for v in values:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ParseError(f"field {field!r}: {v!r} is not an IP address") from None
+    return values
+
+
+def _time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ParseError("field 'occurred_at' must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ParseError(f"field 'occurred_at': {value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@detectors.register("generic")
+class GenericDetector:
+    name = "generic"
+
+    def __init__(self, field_map: Mapping[str, str] | None = None) -> None:
+        unknown = set(field_map or {}) - set(FIELDS)
+        if unknown:
+            raise ConfigError(
+                f"generic: field_map names unknown fields: {', '.join(sorted(unknown))}"
+            )
+        self.field_map = dict(field_map or {})
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ParseError(f"body is not valid JSON: {exc}") from None
+        if isinstance(document, dict):
+            return [self.parse_one(document, raw=body.decode("utf-8"))]
+        if isinstance(document, list) and document:
+            if not all(isinstance(item, dict) for item in document):
+                raise ParseError("a JSON array must hold alert objects only")
+            return [self.parse_one(item, raw=json.dumps(item)) for item in document]
+        raise ParseError("expected a JSON object (or a non-empty array of objects)")
+
+    def _get(self, item: Mapping[str, Any], field: str) -> Any:
+        return _lookup(item, self.field_map.get(field, field))
+
+    def parse_one(self, item: Mapping[str, Any], *, raw: str) -> ParsedEvent:
+        title = self._get(item, "title")
+        if not isinstance(title, str) or not title.strip():
+            raise ParseError("field 'title' is required and must be a non-empty string")
+        severity = self._get(item, "severity") or "medium"
+        if not isinstance(severity, str) or severity.lower() not in _SEVERITIES:
+            raise ParseError(
+                f"field 'severity' must be one of low, medium, high, critical (got {severity!r})"
+            )
+        severity = "informational" if severity.lower() == "info" else severity.lower()
+        values: dict[str, list[str]] = {}
+        for field, kind in _OBSERVABLE_FIELDS.items():
+            found = _strings(field, self._get(item, field))
+            if kind == "ips":
+                found = _ips(field, found)
+            values.setdefault(kind, []).extend(found)
+        external_id = self._get(item, "id")
+        if external_id is None or external_id == "":
+            canonical = json.dumps(item, sort_keys=True, separators=(",", ":"))
+            external_id = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        elif isinstance(external_id, bool) or not isinstance(external_id, str | int):
+            raise ParseError("field 'id' must be a string or a number")
+        return ParsedEvent(
+            external_id=str(external_id)[:255],
+            title=title.strip(),
+            severity=severity,
+            raw=raw,
+            observables=Observables(**values),
+            occurred_at=_time(self._get(item, "occurred_at")),
+        )

@@ -1,0 +1,56 @@
+"""Correlate: an event joins an open incident that shares a user or host with it within
+the policy's window; otherwise it opens a new incident."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pipeline.models import Event, Incident, IncidentStatus, Severity, utcnow
+from pipeline.observables import Observables
+
+_RANK = {s.value: i for i, s in enumerate(Severity)}
+
+
+def _keys(observables: Observables) -> set[str]:
+    return {f"user:{u.casefold()}" for u in observables.users} | {
+        f"host:{h.casefold()}" for h in observables.hosts
+    }
+
+
+async def correlate(*, session: AsyncSession, event: Event, window: timedelta) -> Incident:
+    """Attach ``event`` to an incident (not committed) and return that incident."""
+    observables = Observables.model_validate(event.observables)
+    wanted = _keys(observables)
+    incident: Incident | None = None
+    if wanted and window > timedelta(0):
+        recent = await session.exec(
+            select(Incident)
+            .where(
+                Incident.status == IncidentStatus.open.value,
+                col(Incident.updated_at) >= utcnow() - window,
+            )
+            .order_by(col(Incident.updated_at).desc())
+        )
+        for candidate in recent:
+            if wanted & _keys(Observables.model_validate(candidate.observables)):
+                incident = candidate
+                break
+    if incident is None:
+        incident = Incident(title=event.title, severity=event.severity)
+        session.add(incident)
+        await session.flush()
+    else:
+        if _RANK.get(event.severity, 0) > _RANK.get(incident.severity, 0):
+            incident.severity = event.severity
+            incident.title = event.title
+    merged = Observables.model_validate(incident.observables).merge(observables)
+    incident.observables = merged.model_dump()
+    incident.event_count += 1
+    incident.updated_at = utcnow()
+    event.incident_id = incident.id
+    session.add(event)
+    session.add(incident)
+    return incident

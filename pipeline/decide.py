@@ -1,0 +1,87 @@
+"""Decide: record, notify, ask for approval, or act automatically — and on whom.
+
+Safety first: protected and privileged accounts are never proposed; automatic action is
+opt-in (``thresholds.auto_act``), and falls back to asking when enrichment is degraded,
+when the hourly blast-radius cap is reached, or in dry-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.enrich import facts_for
+from pipeline.models import Decision, Incident
+from pipeline.observables import Observables
+from pipeline.plugins import Responder
+from pipeline.policy import Policy
+
+
+@dataclass
+class Verdict:
+    decision: Decision
+    reason: str
+    proposed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def propose(
+    incident: Incident, policy: Policy, responders: Mapping[str, Responder]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Containment actions the policy allows on this incident, and why others were not."""
+    proposed: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    observables = Observables.model_validate(incident.observables)
+    for rule in policy.actions:
+        responder = responders.get(rule.responder)
+        if responder is None:
+            continue
+        for target in observables.of(responder.target_kind):
+            facts = facts_for(incident.enrichment, Observables.key(responder.target_kind, target))
+            if policy.is_protected(target) or policy.is_protected(facts.get("account", "")):
+                skipped.append(f"{target} is a protected account")
+            elif facts.get("privileged") and not policy.allow_privileged_targets:
+                skipped.append(f"{target} is privileged")
+            elif rule.require_directory_match and not facts.get("found"):
+                skipped.append(f"{target} is not in the directory")
+            elif facts.get("disabled"):
+                skipped.append(f"{target} is already disabled")
+            else:
+                proposed.append({"responder": rule.responder, "target": target})
+    return proposed, skipped
+
+
+def decide(
+    incident: Incident,
+    policy: Policy,
+    responders: Mapping[str, Responder],
+    *,
+    auto_actions_last_hour: int = 0,
+) -> Verdict:
+    limits = policy.thresholds
+    if incident.score < limits.notify:
+        return Verdict(Decision.record, f"score {incident.score} is below {limits.notify}")
+    proposed, skipped = propose(incident, policy, responders)
+    why_not = f" ({'; '.join(skipped)})" if skipped else ""
+    if incident.score < limits.ask_approval:
+        return Verdict(Decision.notify, f"score {incident.score} is below {limits.ask_approval}")
+    if not proposed:
+        return Verdict(Decision.notify, f"no containment target{why_not}")
+    if limits.auto_act is not None and incident.score >= limits.auto_act:
+        if incident.degraded:
+            reason = "enrichment is degraded, so asking instead of acting"
+        elif policy.dry_run:
+            reason = "dry-run is on, so asking instead of acting"
+        elif auto_actions_last_hour + len(proposed) > policy.max_auto_actions_per_hour:
+            reason = (
+                f"the cap of {policy.max_auto_actions_per_hour} automatic actions per hour "
+                "is reached, so asking instead of acting"
+            )
+        else:
+            return Verdict(
+                Decision.auto_act, f"score {incident.score} ≥ {limits.auto_act}{why_not}", proposed
+            )
+        return Verdict(Decision.ask_approval, reason + why_not, proposed)
+    return Verdict(
+        Decision.ask_approval, f"score {incident.score} ≥ {limits.ask_approval}{why_not}", proposed
+    )

@@ -1,0 +1,66 @@
+"""Enrich: every enricher runs concurrently, each bounded by the policy's timeout.
+
+The stage takes as long as the slowest enricher (or the timeout), not the sum. A failed or
+timed-out enricher is recorded with its error and the incident is marked degraded; the
+pipeline goes on with what the others found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.errors import FidoError
+from pipeline.observables import Observables
+from pipeline.plugins import Enricher
+
+log = logging.getLogger(__name__)
+
+OK, ERROR, TIMEOUT = "ok", "error", "timeout"
+
+
+async def _one(enricher: Enricher, observables: Observables, timeout: float) -> dict[str, Any]:
+    try:
+        facts = await asyncio.wait_for(enricher.enrich(observables), timeout)
+    except TimeoutError:
+        log.warning("enricher %s timed out after %.1fs", enricher.name, timeout)
+        return {"status": TIMEOUT, "facts": {}, "error": f"timed out after {timeout:g}s"}
+    except FidoError as exc:
+        log.warning("enricher %s failed: %s", enricher.name, exc)
+        return {"status": ERROR, "facts": {}, "error": str(exc)}
+    except Exception as exc:  # an enricher's bug must not stop the pipeline
+        log.exception("enricher %s crashed", enricher.name)
+        return {"status": ERROR, "facts": {}, "error": f"{type(exc).__name__}: {exc}"}
+    return {"status": OK, "facts": facts, "error": None}
+
+
+async def enrich(
+    enrichers: Sequence[Enricher], observables: Observables, *, timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Run every enricher on ``observables``; return ``{name: {status, facts, error}}``."""
+    results = await asyncio.gather(*(_one(e, observables, timeout) for e in enrichers))
+    return {e.name: r for e, r in zip(enrichers, results, strict=True)}
+
+
+def merge(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Fold a new round of results into an incident's enrichment (newer facts win)."""
+    merged = {name: dict(value) for name, value in previous.items()}
+    for name, result in new.items():
+        old = merged.get(name, {"facts": {}})
+        facts = {**old.get("facts", {}), **result.get("facts", {})}
+        merged[name] = {**result, "facts": facts}
+    return merged
+
+
+def is_degraded(enrichment: dict[str, Any]) -> bool:
+    return any(r.get("status") != OK for r in enrichment.values())
+
+
+def facts_for(enrichment: dict[str, Any], key: str) -> dict[str, Any]:
+    """All enrichers' facts about one observable key, merged."""
+    combined: dict[str, Any] = {}
+    for result in enrichment.values():
+        combined.update(result.get("facts", {}).get(key, {}))
+    return combined

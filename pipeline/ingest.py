@@ -1,0 +1,68 @@
+"""Ingest: a detector's payload becomes stored, pending Events.
+
+The events are committed before the caller answers the detector, so an accepted alert is
+never lost; a redelivery of the same (detector, external id) is dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pipeline.models import Event
+from pipeline.plugins import Detector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    created: list[int] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+
+async def ingest(*, session: AsyncSession, detector: Detector, body: bytes) -> IngestResult:
+    """Parse ``body`` with ``detector`` and store new events (raises ParseError)."""
+    parsed = detector.parse(body)
+    result = IngestResult()
+    wanted = {p.external_id for p in parsed}
+    existing = set(
+        (
+            await session.exec(
+                select(Event.external_id).where(
+                    Event.detector == detector.name, col(Event.external_id).in_(wanted)
+                )
+            )
+        ).all()
+    )
+    events: list[Event] = []
+    for item in parsed:
+        if item.external_id in existing:
+            result.duplicates.append(item.external_id)
+            continue
+        existing.add(item.external_id)
+        event = Event(
+            detector=detector.name,
+            external_id=item.external_id,
+            occurred_at=item.occurred_at,
+            severity=item.severity,
+            title=item.title,
+            observables=item.observables.model_dump(),
+            raw=item.raw,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(event)
+        except IntegrityError:  # a concurrent delivery of the same alert won the race
+            result.duplicates.append(item.external_id)
+            continue
+        events.append(event)
+    await session.commit()
+    result.created = [e.id for e in events if e.id is not None]
+    if result.duplicates:
+        log.info("%s: dropped duplicate alerts %s", detector.name, result.duplicates)
+    return result

@@ -1,0 +1,87 @@
+"""The database is the work queue.
+
+A worker claims one pending event at a time: a conditional UPDATE decides who wins, and on
+PostgreSQL the candidate is chosen with ``FOR UPDATE SKIP LOCKED`` so replicas do not
+queue behind each other. A claim is a lease: an event left ``processing`` by a crashed
+worker becomes claimable again once the lease expires, so a restart resumes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, or_, update
+from sqlmodel import col, select
+
+from pipeline.db import Database
+from pipeline.models import Event, EventStatus, utcnow
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+
+
+def _claimable(now_minus_lease: datetime) -> ColumnElement[bool]:
+    return or_(
+        col(Event.status) == EventStatus.pending.value,
+        (col(Event.status) == EventStatus.processing.value)
+        & (col(Event.claimed_at) < now_minus_lease),
+    )
+
+
+async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
+    """Claim the oldest claimable event, or return None when there is none."""
+    async with db.session() as session:
+        for _ in range(3):  # another worker may win the race for a candidate
+            stale = utcnow() - lease
+            query = select(Event.id).where(_claimable(stale)).order_by(col(Event.id)).limit(1)
+            if not db.sqlite:
+                query = query.with_for_update(skip_locked=True)
+            candidate = (await session.exec(query)).first()
+            if candidate is None:
+                await session.commit()
+                return None
+            claimed = await session.exec(
+                update(Event)
+                .where(col(Event.id) == candidate, _claimable(stale))
+                .values(
+                    status=EventStatus.processing.value,
+                    claimed_at=utcnow(),
+                    attempts=col(Event.attempts) + 1,
+                )
+            )
+            await session.commit()
+            if claimed.rowcount == 1:
+                return await session.get(Event, candidate)
+        return None
+
+
+async def complete(db: Database, *, event_id: int, incident_id: int) -> None:
+    async with db.session() as session:
+        await session.exec(
+            update(Event)
+            .where(col(Event.id) == event_id)
+            .values(status=EventStatus.done.value, incident_id=incident_id, last_error=None)
+        )
+        await session.commit()
+
+
+async def fail(db: Database, *, event_id: int, error: str, retry: bool = True) -> str:
+    """Record a failure; the event is retried until MAX_ATTEMPTS, then kept as failed."""
+    async with db.session() as session:
+        event = await session.get(Event, event_id)
+        if event is None:
+            return EventStatus.failed.value
+        give_up = not retry or event.attempts >= MAX_ATTEMPTS
+        event.status = (EventStatus.failed if give_up else EventStatus.pending).value
+        event.last_error = error[:4000]
+        session.add(event)
+        await session.commit()
+        return event.status
+
+
+async def pending_count(db: Database) -> int:
+    async with db.session() as session:
+        rows = await session.exec(
+            select(Event.id).where(col(Event.status).in_(["pending", "processing"]))
+        )
+        return len(rows.all())

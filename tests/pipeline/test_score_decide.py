@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.decide import decide
+from pipeline.models import Decision, Incident
+from pipeline.policy import ActionPolicy, Policy, Thresholds
+from pipeline.score import score
+from tests.pipeline.fakes import LockResponder
+
+RESPONDERS = {"test_lock": LockResponder()}
+
+
+def incident(
+    severity: str = "critical",
+    users: list[str] | None = None,
+    facts: dict[str, dict[str, Any]] | None = None,
+    events: int = 1,
+    degraded: bool = False,
+) -> Incident:
+    return Incident(
+        id=1,
+        title="t",
+        severity=severity,
+        event_count=events,
+        degraded=degraded,
+        observables={"users": users or []},
+        enrichment={"dir": {"status": "ok", "facts": facts or {}, "error": None}},
+    )
+
+
+def policy(**kw: Any) -> Policy:
+    return Policy(actions=[ActionPolicy(responder="test_lock")], **kw)
+
+
+def scored(i: Incident, p: Policy) -> Incident:
+    i.score, i.score_breakdown = score(i, p)
+    return i
+
+
+def test_breakdown_sums_to_score_and_explains_each_point() -> None:
+    i = incident(
+        users=["alice"], facts={"user:alice": {"found": True, "privileged": True}}, events=3
+    )
+    total, breakdown = score(i, Policy())
+    assert total == sum(item["points"] for item in breakdown)
+    reasons = [item["reason"] for item in breakdown]
+    assert reasons == [
+        "severity critical",
+        "user alice is a real directory account",
+        "user alice is in a privileged group",
+        "2 more related events",
+        "capped at 100",
+    ]
+    assert total == 100
+
+
+def test_unknown_user_earns_no_directory_points() -> None:
+    total, breakdown = score(incident(severity="high", users=["ghost"]), Policy())
+    assert total == 50
+    assert breakdown == [{"points": 50, "reason": "severity high"}]
+
+
+def test_default_policy_asks_approval_for_critical_alert_about_directory_user() -> None:
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), policy())
+    verdict = decide(i, policy(), RESPONDERS)
+    assert i.score == 80
+    assert verdict.decision is Decision.ask_approval
+    assert verdict.proposed == [{"responder": "test_lock", "target": "alice"}]
+
+
+def test_default_policy_never_auto_acts() -> None:
+    assert Policy().thresholds.auto_act is None
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}, events=5), policy())
+    assert decide(i, policy(), RESPONDERS).decision is Decision.ask_approval
+
+
+def test_high_alert_only_notifies() -> None:
+    i = scored(
+        incident(severity="high", users=["alice"], facts={"user:alice": {"found": True}}), policy()
+    )
+    assert decide(i, policy(), RESPONDERS).decision is Decision.notify
+
+
+def test_below_notify_threshold_is_recorded_only() -> None:
+    p = policy(thresholds=Thresholds(notify=20))
+    i = scored(incident(severity="low"), p)
+    assert decide(i, p, RESPONDERS).decision is Decision.record
+
+
+@pytest.mark.parametrize(
+    ("user", "facts", "why"),
+    [
+        ("Administrator", {"found": True}, "protected"),
+        ("root-ish", {"found": True, "privileged": True}, "privileged"),
+        ("ghost", {"found": False}, "not in the directory"),
+        ("gone", {"found": True, "disabled": True}, "already disabled"),
+    ],
+)
+def test_unsafe_targets_are_never_proposed(user: str, facts: dict, why: str) -> None:
+    i = scored(incident(users=[user], facts={f"user:{user}": facts}), policy())
+    i.score = 99
+    verdict = decide(i, policy(), RESPONDERS)
+    assert verdict.decision is Decision.notify
+    assert verdict.proposed == []
+    assert why in verdict.reason
+
+
+def auto_policy(**kw: Any) -> Policy:
+    return policy(thresholds=Thresholds(ask_approval=60, auto_act=80), **kw)
+
+
+def test_auto_act_above_opt_in_threshold() -> None:
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), auto_policy())
+    assert decide(i, auto_policy(), RESPONDERS).decision is Decision.auto_act
+
+
+@pytest.mark.parametrize(
+    ("kw", "degraded", "recent", "why"),
+    [
+        ({}, True, 0, "degraded"),
+        ({"dry_run": True}, False, 0, "dry-run"),
+        ({"max_auto_actions_per_hour": 2}, False, 2, "cap of 2"),
+    ],
+)
+def test_auto_act_falls_back_to_asking(kw: dict, degraded: bool, recent: int, why: str) -> None:
+    p = auto_policy(**kw)
+    i = scored(
+        incident(users=["alice"], facts={"user:alice": {"found": True}}, degraded=degraded), p
+    )
+    verdict = decide(i, p, RESPONDERS, auto_actions_last_hour=recent)
+    assert verdict.decision is Decision.ask_approval
+    assert why in verdict.reason
+
+
+def test_auto_act_threshold_below_ask_is_rejected() -> None:
+    with pytest.raises(ValueError, match="auto_act"):
+        Thresholds(ask_approval=80, auto_act=70)
