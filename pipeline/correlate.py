@@ -9,13 +9,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.models import Event, Incident, IncidentStatus, Severity, utcnow
-from pipeline.observables import Observables
+from pipeline.observables import Observables, account_name
 
 _RANK = {s.value: i for i, s in enumerate(Severity)}
 
 
 def _keys(observables: Observables) -> set[str]:
-    return {f"user:{u.casefold()}" for u in observables.users} | {
+    return {f"user:{account_name(u)}" for u in observables.users} | {
         f"host:{h.casefold()}" for h in observables.hosts
     }
 

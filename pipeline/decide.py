@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
-from pipeline.observables import Observables
+from pipeline.observables import Observables, account_name
 from pipeline.plugins import Responder
 from pipeline.policy import Policy
 
@@ -36,9 +36,16 @@ def propose(
         responder = responders.get(rule.responder)
         if responder is None:
             continue
+        seen: set[str] = set()
         for target in observables.of(responder.target_kind):
             facts = facts_for(incident.enrichment, Observables.key(responder.target_kind, target))
-            if policy.is_protected(target) or policy.is_protected(facts.get("account", "")):
+            same = str(facts.get("account") or target).casefold()
+            if responder.target_kind == "user":
+                same = account_name(same)
+            if same in seen:
+                continue  # one account named in several forms is proposed once
+            seen.add(same)
+            if policy.is_protected(target) or policy.is_protected(str(facts.get("account", ""))):
                 skipped.append(f"{target} is a protected account")
             elif facts.get("privileged") and not policy.allow_privileged_targets:
                 skipped.append(f"{target} is privileged")

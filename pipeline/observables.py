@@ -19,6 +19,11 @@ _FIELDS: dict[Kind, str] = {
 }
 
 
+def account_name(user: str) -> str:
+    """The bare account of ``DOMAIN\\user``, ``user@domain`` or ``user``, case-folded."""
+    return user.rsplit("\\", 1)[-1].split("@", 1)[0].strip().casefold()
+
+
 class Observables(BaseModel):
     """Lists of distinct values by kind. Order of first appearance is kept."""
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.observables import account_name
 
 
 class _Strict(BaseModel):
@@ -85,7 +86,8 @@ class Policy(_Strict):
         return policy if policy and policy.enabled else None
 
     def is_protected(self, account: str) -> bool:
-        wanted = account.casefold()
+        """True for a protected account, in any of its forms (DOMAIN\\name, name@domain)."""
+        wanted = account_name(account)
         return any(wanted == p.casefold() for p in self.protected_accounts)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.enrich import facts_for
 from pipeline.models import Incident
-from pipeline.observables import Observables
+from pipeline.observables import Observables, account_name
 from pipeline.policy import Policy
 
 
@@ -20,8 +20,13 @@ def score(incident: Incident, policy: Policy) -> tuple[int, list[dict[str, Any]]
 
     add(weights.severity.get(incident.severity, 0), f"severity {incident.severity}")
     observables = Observables.model_validate(incident.observables)
+    seen: set[str] = set()
     for user in observables.users:
         facts = facts_for(incident.enrichment, Observables.key("user", user))
+        account = str(facts.get("account") or account_name(user)).casefold()
+        if account in seen:
+            continue  # the same account named twice (alice, alice@corp, CORP\\alice)
+        seen.add(account)
         if facts.get("found"):
             add(weights.user_in_directory, f"user {user} is a real directory account")
             if facts.get("privileged"):

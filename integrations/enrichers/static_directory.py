@@ -9,13 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.observables import Observables
+from pipeline.observables import Observables, account_name
 from pipeline.plugins import Facts, enrichers
-
-
-def _account(value: str) -> str:
-    value = value.rsplit("\\", 1)[-1]
-    return value.split("@", 1)[0].casefold()
 
 
 @enrichers.register("static_directory")
@@ -28,9 +23,9 @@ class StaticDirectoryEnricher:
     async def enrich(self, observables: Observables) -> Facts:
         facts: Facts = {}
         for user in observables.users:
-            attrs = self.users.get(_account(user))
+            attrs = self.users.get(account_name(user))
             key = Observables.key("user", user)
             facts[key] = (
-                {"found": True, "account": _account(user), **attrs} if attrs else {"found": False}
+                {"found": True, "account": account_name(user), **attrs} if attrs else {"found": False}
             )
         return facts

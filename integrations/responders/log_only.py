@@ -21,7 +21,7 @@ class LogOnlyResponder:
         self.target_kind: Kind = target_kind
 
     async def execute(self, target: str) -> ResponderResult:
-        log.warning("log_only: would %s %s %s", self.label, self.target_kind, target)
+        log.info("log_only: would %s %s %s", self.label, self.target_kind, target)
         return ResponderResult(
             summary=f"Recorded: would {self.label} {target} (log_only changes nothing)",
             undo_data={"target": target},

@@ -138,3 +138,18 @@ def test_auto_act_falls_back_to_asking(kw: dict, degraded: bool, recent: int, wh
 def test_auto_act_threshold_below_ask_is_rejected() -> None:
     with pytest.raises(ValueError, match="auto_act"):
         Thresholds(ask_approval=80, auto_act=70)
+
+
+def test_one_account_in_several_forms_scores_and_is_proposed_once() -> None:
+    users = ["alice", "alice@corp.test", "CORP\\alice"]
+    facts = {f"user:{u}": {"found": True, "account": "alice"} for u in users}
+    i = scored(incident(users=users, facts=facts), policy())
+    assert i.score == 80
+    assert decide(i, policy(), RESPONDERS).proposed == [
+        {"responder": "test_lock", "target": "alice"}
+    ]
+
+
+@pytest.mark.parametrize("form", ["CORP\\Administrator", "administrator@corp.test", "KRBTGT"])
+def test_protected_accounts_match_in_every_form(form: str) -> None:
+    assert Policy().is_protected(form)

@@ -1,0 +1,90 @@
+"""``fido serve``: one asyncio process running the HTTP server, the Slack connection, the
+pipeline worker and the scheduler; SIGTERM or SIGINT stops them all cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.server import build_http_app
+from bot.settings import Settings
+from bot.slack.app import build_bolt_app, web_client
+from bot.slack.notifier import SlackNotifier
+from bot.wiring import Wiring
+from pipeline import db as database
+from pipeline.policy import load_policy
+from pipeline.worker import Pipeline
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
+
+
+def check(settings: Settings) -> None:
+    """Stop at the first missing setting, naming it (raises ConfigError)."""
+    settings.require(*REQUIRED)
+    if settings.slack_app_token is None:
+        settings.require("SLACK_SIGNING_SECRET")
+
+
+async def serve(settings: Settings) -> None:
+    check(settings)
+    policy = load_policy(settings.config)
+    wiring = Wiring(settings, policy)
+    detectors, enrichers, responders = wiring.detectors(), wiring.enrichers(), wiring.responders()
+    await asyncio.to_thread(database.upgrade, settings.database_url)
+    db = database.Database(settings.database_url)
+    client = web_client(settings)
+    assert settings.slack_channel is not None
+    pipeline = Pipeline(
+        db=db,
+        policy=policy,
+        enrichers=enrichers,
+        responders=responders,
+        notifier=SlackNotifier(
+            client, channel=settings.slack_channel, labels=wiring.labels(responders)
+        ),
+        approvers=settings.approvers,
+    )
+    bolt = build_bolt_app(settings, pipeline, client)
+    socket_mode = settings.slack_app_token is not None
+    api = build_http_app(
+        db=db,
+        detectors=detectors,
+        webhook_token=settings.webhook_token,
+        bolt=None if socket_mode else bolt,
+        on_ingest=pipeline.wakeup.set,
+    )
+    stop = asyncio.Event()
+    scheduler = AsyncIOScheduler()
+    # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
+    scheduler.add_job(pipeline.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    scheduler.start()
+    worker = asyncio.create_task(pipeline.run(stop), name="fido-worker")
+    socket_handler = None
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert settings.slack_app_token is not None
+        socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+        await socket_handler.connect_async()
+        log.info("connected to Slack in Socket Mode")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api, host=settings.http_host, port=settings.http_port, log_config=None, lifespan="off"
+        )
+    )
+    log.info("Fido listening on http://%s:%s", settings.http_host, settings.http_port)
+    try:
+        await server.serve()  # returns on SIGTERM / SIGINT
+    finally:
+        log.info("shutting down")
+        stop.set()
+        await worker
+        scheduler.shutdown(wait=False)
+        if socket_handler is not None:
+            await socket_handler.close_async()
+        await db.dispose()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ENV_NAMES, Settings
+from pipeline.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_example_lists_every_setting_with_a_comment() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    names = [m.group(1) for line in lines if (m := re.match(r"^([A-Z_]+)=", line))]
+    assert sorted(names) == ENV_NAMES
+    for index, line in enumerate(lines):
+        if re.match(r"^[A-Z_]+=", line):
+            above = lines[index - 1]
+            assert above.startswith("#") or re.match(r"^[A-Z_]+=", above), line
+
+
+def test_secrets_never_appear_in_repr_or_logs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
+    monkeypatch.setenv("FIDO_AD_PASSWORD", "hunter2-secret")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("test").info("settings: %s %r", settings, settings)
+    assert "very-secret" not in caplog.text + repr(settings) + str(settings)
+    assert "hunter2" not in caplog.text + repr(settings)
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-very-secret"
+
+
+def test_missing_required_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FIDO_SLACK_CHANNEL", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="^FIDO_SLACK_CHANNEL is not set"):
+        settings.require("FIDO_SLACK_CHANNEL")
+
+
+def test_approvers_are_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIDO_APPROVERS", "U1, U2,,U3")
+    assert Settings(_env_file=None).approvers == ["U1", "U2", "U3"]  # type: ignore[call-arg]
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == f"sqlite:///{tmp_path / 'fido.db'}"
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
+    assert settings.config is None
