@@ -4,7 +4,10 @@ pipeline worker and the scheduler; SIGTERM or SIGINT stops them all cleanly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -19,6 +22,16 @@ from pipeline.policy import load_policy
 from pipeline.worker import Pipeline
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns SIGTERM/SIGINT, so the
+    worker, scheduler and connections are shut down before the process exits."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
 
 REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
 
@@ -72,14 +85,23 @@ async def serve(settings: Settings) -> None:
         socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
         await socket_handler.connect_async()
         log.info("connected to Slack in Socket Mode")
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             api, host=settings.http_host, port=settings.http_port, log_config=None, lifespan="off"
         )
     )
+
+    def on_signal(signum: int) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        server.force_exit = server.should_exit  # a second signal skips the graceful wait
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
     log.info("Fido listening on http://%s:%s", settings.http_host, settings.http_port)
     try:
-        await server.serve()  # returns on SIGTERM / SIGINT
+        await server.serve()  # returns once a signal sets should_exit
     finally:
         log.info("shutting down")
         stop.set()

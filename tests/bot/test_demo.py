@@ -7,7 +7,10 @@ from pathlib import Path
 
 def test_fido_demo_runs_offline_and_prints_explained_incidents(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo"], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-m", "bot.cli", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr

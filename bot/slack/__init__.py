@@ -1,0 +1,1 @@
+"""Slack-facing pieces: interaction ids, what buttons carry, and the block builders."""

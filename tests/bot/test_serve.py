@@ -1,0 +1,124 @@
+"""``fido serve`` as an engineer runs it: a real process, real HTTP, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bot.settings import ENV_NAMES
+from tests.fixtures.servers import free_port
+from tests.fixtures.slack import FakeSlack
+
+TOKEN = "serve-test-token"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env.update(overrides)
+    return env
+
+
+def fido(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args],
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_missing_setting_stops_serve_with_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "fido: FIDO_WEBHOOK_TOKEN is not set (see .env.example)"
+    ]
+
+
+def test_bad_policy_file_is_named(tmp_path: Path) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("thresholds:\n  ask_approval: 150\n")
+    env = clean_env(
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        SLACK_BOT_TOKEN="xoxb-x",
+        FIDO_SLACK_CHANNEL="C1",
+        SLACK_SIGNING_SECRET="s",
+        FIDO_CONFIG=str(policy),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "thresholds.ask_approval" in done.stderr
+    assert "xoxb-x" not in done.stderr
+
+
+def test_serve_takes_an_alert_posts_a_card_and_stops_on_sigterm(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("enrichers: []\nactions:\n  - responder: log_only\n")
+    port = free_port()
+    env = clean_env(
+        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
+        FIDO_CONFIG=str(policy),
+        FIDO_HTTP_PORT=str(port),
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        FIDO_SLACK_CHANNEL="C0SERVE",
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET="serve-secret",
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    process = fido("serve", env=env, cwd=tmp_path)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "fido serve did not become healthy"
+            time.sleep(0.2)
+        response = httpx.post(
+            f"{base}/webhooks/generic",
+            content=json.dumps({"id": "s-1", "title": "Test alert", "severity": "high"}),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        assert response.status_code == 202
+        deadline = time.monotonic() + 30
+        while not fake_slack.calls("chat.postMessage"):
+            assert time.monotonic() < deadline, "no card was posted"
+            time.sleep(0.1)
+        [post] = fake_slack.calls("chat.postMessage")
+        assert post["channel"] == "C0SERVE"
+        assert "Test alert" in post["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "shutting down" in output
+    assert fake_slack.token not in output and "serve-secret" not in output
