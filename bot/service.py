@@ -62,7 +62,7 @@ async def serve(settings: Settings) -> None:
         ),
         approvers=settings.approvers,
     )
-    bolt = build_bolt_app(settings, pipeline, client)
+    bolt = build_bolt_app(settings, pipeline, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None
     api = build_http_app(
         db=db,

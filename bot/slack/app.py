@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -17,7 +19,12 @@ def web_client(settings: Settings) -> AsyncWebClient:
     return AsyncWebClient(token=token)
 
 
-def build_bolt_app(settings: Settings, pipeline: Pipeline, client: AsyncWebClient) -> AsyncApp:
+def build_bolt_app(
+    settings: Settings,
+    pipeline: Pipeline,
+    client: AsyncWebClient,
+    labels: Mapping[str, str] | None = None,
+) -> AsyncApp:
     secret = settings.slack_signing_secret
     app = AsyncApp(
         client=client,
@@ -25,5 +32,5 @@ def build_bolt_app(settings: Settings, pipeline: Pipeline, client: AsyncWebClien
         # Socket Mode connections are authenticated by the app token, not signed.
         request_verification_enabled=settings.slack_app_token is None,
     )
-    listeners.register(app, pipeline)
+    listeners.register(app, pipeline, labels or {})
     return app

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.listeners import actions, errors
+from bot.slack.listeners import actions, commands, errors
 from pipeline.worker import Pipeline
 
 
-def register(app: AsyncApp, pipeline: Pipeline) -> None:
+def register(app: AsyncApp, pipeline: Pipeline, labels: Mapping[str, str]) -> None:
     actions.register(app, pipeline)
+    commands.register(app, pipeline, labels)
     errors.register(app)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.ids import ACTION_ID_PATTERNS, ActionId, ButtonValue
+from bot.slack.listeners.errors import answers_errors
 from pipeline.errors import InputError
 from pipeline.worker import Pipeline
 
@@ -22,7 +23,10 @@ def _value(action: dict[str, Any]) -> ButtonValue:
 
 def register(app: AsyncApp, pipeline: Pipeline) -> None:
     @app.action(ACTION_ID_PATTERNS[ActionId.APPROVE])
-    async def approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    @answers_errors
+    async def approve(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
         await ack()
         value = _value(action)
         await pipeline.approve(
@@ -33,7 +37,10 @@ def register(app: AsyncApp, pipeline: Pipeline) -> None:
         )
 
     @app.action(ACTION_ID_PATTERNS[ActionId.DENY])
-    async def deny(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    @answers_errors
+    async def deny(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
         await ack()
         value = _value(action)
         await pipeline.deny(
@@ -44,7 +51,10 @@ def register(app: AsyncApp, pipeline: Pipeline) -> None:
         )
 
     @app.action(ACTION_ID_PATTERNS[ActionId.UNDO])
-    async def undo(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+    @answers_errors
+    async def undo(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
         await ack()
         value = _value(action)
         if value.action_id is None:

@@ -1,0 +1,103 @@
+"""``/fido`` through Bolt with real signatures: good commands answer, bad ones explain."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bot.server import build_http_app
+from bot.settings import Settings
+from bot.slack.app import build_bolt_app, web_client
+from integrations.detectors.generic import GenericDetector
+from pipeline.db import Database
+from pipeline.ingest import ingest
+from pipeline.policy import ActionPolicy, Policy
+from pipeline.worker import Pipeline
+from tests.fixtures.slack import FakeSlack, signed_headers, slash_command_body
+from tests.pipeline.fakes import DirectoryEnricher, LockResponder
+
+SECRET = "cmd-secret"
+
+
+@pytest.fixture
+async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    pipeline = Pipeline(
+        db=db,
+        policy=Policy(actions=[ActionPolicy(responder="test_lock")]),
+        enrichers=[DirectoryEnricher({"alice": {"display_name": "Alice"}})],
+        responders={"test_lock": LockResponder()},
+    )
+    bolt = build_bolt_app(settings, pipeline, web_client(settings), {"test_lock": "lock"})
+    api = build_http_app(db=db, detectors={}, webhook_token=SecretStr("x"), bolt=bolt)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
+    ) as http:
+
+        async def command(text: str) -> dict[str, Any]:
+            body = slash_command_body(
+                user_id="UANALYST",
+                text=text,
+                response_url=fake_slack.response_url(uuid.uuid4().hex),
+            )
+            headers = {
+                **signed_headers(SECRET, body),
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            count = len(fake_slack.calls("response_url")) + 1
+            response = await http.post("/slack/events", content=body, headers=headers)
+            assert response.status_code == 200
+            await fake_slack.wait_for("response_url", count=count)
+            return fake_slack.calls("response_url")[-1]
+
+        command.pipeline = pipeline  # type: ignore[attr-defined]
+        yield command
+
+
+async def test_incident_command_shows_the_card_ephemerally(slack_http: Any, db: Database) -> None:
+    async with db.session() as session:
+        await ingest(
+            session=session,
+            detector=GenericDetector(),
+            body=json.dumps(
+                {"id": "1", "title": "Token theft", "severity": "critical", "user": "alice"}
+            ).encode(),
+        )
+    await slack_http.pipeline.drain()
+    reply = await slack_http("incident 1")
+    assert reply["response_type"] == "ephemeral"
+    assert "Token theft" in json.dumps(reply["blocks"])
+    assert "Approve: lock alice" in json.dumps(reply["blocks"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("incident 999", "there is no incident 999"),
+        ("incident abc", "usage: `/fido incident N`"),
+        ("frobnicate now", "unknown command `frobnicate`"),
+        ("<!channel>", "unknown command"),
+    ],
+)
+async def test_bad_commands_get_an_ephemeral_reason(
+    slack_http: Any, text: str, expected: str
+) -> None:
+    reply = await slack_http(text)
+    assert reply["response_type"] == "ephemeral"
+    assert expected in reply["text"]
+
+
+async def test_help(slack_http: Any) -> None:
+    reply = await slack_http("")
+    assert "/fido incident N" in reply["text"]
