@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 Kind = Literal["user", "host", "ip", "hash", "domain", "url"]
 KINDS: tuple[Kind, ...] = ("user", "host", "ip", "hash", "domain", "url")
@@ -24,8 +24,24 @@ def account_name(user: str) -> str:
     return user.rsplit("\\", 1)[-1].split("@", 1)[0].strip().casefold()
 
 
+_HASH_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def hash_type(value: str) -> str | None:
+    """``md5``, ``sha1`` or ``sha256`` by length, for a hex string; else None."""
+    if not set(value) <= _HEX:
+        return None
+    return _HASH_LENGTHS.get(len(value))
+
+
 class Observables(BaseModel):
-    """Lists of distinct values by kind. Order of first appearance is kept."""
+    """Distinct values by kind (order of first appearance kept), plus their roles.
+
+    ``ips`` holds every IP; ``src_ips`` and ``dst_ips`` say which were the source or the
+    destination. ``hash_types`` labels each hash (md5, sha1, sha256). ``processes`` and
+    ``files`` carry process and file names where the detector gives them.
+    """
 
     users: list[str] = Field(default_factory=list)
     hosts: list[str] = Field(default_factory=list)
@@ -33,8 +49,25 @@ class Observables(BaseModel):
     hashes: list[str] = Field(default_factory=list)
     domains: list[str] = Field(default_factory=list)
     urls: list[str] = Field(default_factory=list)
+    src_ips: list[str] = Field(default_factory=list)
+    dst_ips: list[str] = Field(default_factory=list)
+    processes: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    hash_types: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("*", mode="after")
+    @field_validator(
+        "users",
+        "hosts",
+        "ips",
+        "hashes",
+        "domains",
+        "urls",
+        "src_ips",
+        "dst_ips",
+        "processes",
+        "files",
+        mode="after",
+    )
     @classmethod
     def _distinct(cls, values: list[str]) -> list[str]:
         seen: dict[str, None] = {}
@@ -43,6 +76,14 @@ class Observables(BaseModel):
             if value:
                 seen.setdefault(value, None)
         return list(seen)
+
+    @model_validator(mode="after")
+    def _roles_and_labels(self) -> Observables:
+        for ip in self.src_ips + self.dst_ips:
+            if ip not in self.ips:
+                self.ips.append(ip)
+        self.hash_types = {h: label for h in self.hashes if (label := hash_type(h)) is not None}
+        return self
 
     def of(self, kind: Kind) -> list[str]:
         return list(getattr(self, _FIELDS[kind]))
@@ -53,9 +94,19 @@ class Observables(BaseModel):
                 yield kind, value
 
     def merge(self, other: Observables) -> Observables:
-        return Observables(
-            **{field: self.of(kind) + other.of(kind) for kind, field in _FIELDS.items()}
+        lists = (
+            "users",
+            "hosts",
+            "ips",
+            "hashes",
+            "domains",
+            "urls",
+            "src_ips",
+            "dst_ips",
+            "processes",
+            "files",
         )
+        return Observables(**{f: getattr(self, f) + getattr(other, f) for f in lists})
 
     def is_empty(self) -> bool:
         return not any(True for _ in self.items())

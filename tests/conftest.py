@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.database"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.samba", "tests.fixtures.slack"]

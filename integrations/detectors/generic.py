@@ -41,8 +41,8 @@ FIELDS = (
 _OBSERVABLE_FIELDS = {
     "user": "users",
     "host": "hosts",
-    "src_ip": "ips",
-    "dst_ip": "ips",
+    "src_ip": "src_ips",
+    "dst_ip": "dst_ips",
     "hash": "hashes",
     "domain": "domains",
     "url": "urls",
@@ -134,7 +134,7 @@ class GenericDetector:
         values: dict[str, list[str]] = {}
         for field, kind in _OBSERVABLE_FIELDS.items():
             found = _strings(field, self._get(item, field))
-            if kind == "ips":
+            if kind.endswith("ips"):
                 found = _ips(field, found)
             values.setdefault(kind, []).extend(found)
         external_id = self._get(item, "id")
@@ -148,6 +148,6 @@ class GenericDetector:
             title=title.strip(),
             severity=severity,
             raw=raw,
-            observables=Observables(**values),
+            observables=Observables.model_validate(values),
             occurred_at=_time(self._get(item, "occurred_at")),
         )

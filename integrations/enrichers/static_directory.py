@@ -25,7 +25,8 @@ class StaticDirectoryEnricher:
         for user in observables.users:
             attrs = self.users.get(account_name(user))
             key = Observables.key("user", user)
-            facts[key] = (
-                {"found": True, "account": account_name(user), **attrs} if attrs else {"found": False}
-            )
+            if attrs is None:
+                facts[key] = {"found": False}
+            else:
+                facts[key] = {"found": True, "account": account_name(user), **attrs}
         return facts
