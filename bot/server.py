@@ -18,6 +18,7 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 
+from pipeline import deadletters
 from pipeline.db import Database
 from pipeline.errors import ParseError
 from pipeline.ingest import ingest
@@ -81,8 +82,10 @@ def build_http_app(
             async with db.session() as session:
                 result = await ingest(session=session, detector=parser, body=body)
         except ParseError as exc:
-            log.warning("webhook %s: rejected payload: %s", detector, exc)
-            raise HTTPException(422, str(exc)) from None
+            async with db.session() as session:
+                letter = deadletters.keep(session, detector=detector, body=body, error=str(exc))
+                await session.commit()
+            return JSONResponse({"detail": str(exc), "dead_letter": letter.id}, status_code=422)
         if result.created and on_ingest is not None:
             on_ingest()
         return JSONResponse(

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.models import Event
-from pipeline.plugins import Detector
+from pipeline.plugins import Detector, ParsedEvent
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,28 @@ class IngestResult:
     duplicates: list[str] = field(default_factory=list)
 
 
-async def ingest(*, session: AsyncSession, detector: Detector, body: bytes) -> IngestResult:
-    """Parse ``body`` with ``detector`` and store new events (raises ParseError)."""
+async def ingest(
+    *, session: AsyncSession, detector: Detector, body: bytes, commit: bool = True
+) -> IngestResult:
+    """Parse ``body`` with ``detector`` and store new events (raises ParseError).
+
+    With ``commit=False`` the caller commits, e.g. together with a source's cursor.
+    """
     parsed = detector.parse(body)
+    return await store(session=session, detector=detector.name, parsed=parsed, commit=commit)
+
+
+async def store(
+    *, session: AsyncSession, detector: str, parsed: list[ParsedEvent], commit: bool = True
+) -> IngestResult:
+    """Store parsed events, dropping those already stored for (detector, external id)."""
     result = IngestResult()
     wanted = {p.external_id for p in parsed}
     existing = set(
         (
             await session.exec(
                 select(Event.external_id).where(
-                    Event.detector == detector.name, col(Event.external_id).in_(wanted)
+                    Event.detector == detector, col(Event.external_id).in_(wanted)
                 )
             )
         ).all()
@@ -46,10 +58,11 @@ async def ingest(*, session: AsyncSession, detector: Detector, body: bytes) -> I
             continue
         existing.add(item.external_id)
         event = Event(
-            detector=detector.name,
+            detector=detector,
             external_id=item.external_id,
             occurred_at=item.occurred_at,
             severity=item.severity,
+            vendor_severity=item.vendor_severity,
             title=item.title,
             observables=item.observables.model_dump(),
             raw=item.raw,
@@ -61,8 +74,11 @@ async def ingest(*, session: AsyncSession, detector: Detector, body: bytes) -> I
             result.duplicates.append(item.external_id)
             continue
         events.append(event)
-    await session.commit()
+    if commit:
+        await session.commit()
+    else:
+        await session.flush()
     result.created = [e.id for e in events if e.id is not None]
     if result.duplicates:
-        log.info("%s: dropped duplicate alerts %s", detector.name, result.duplicates)
+        log.info("%s: dropped duplicate alerts %s", detector, result.duplicates)
     return result

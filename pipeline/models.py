@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -73,6 +73,7 @@ class Event(SQLModel, table=True):
     )
     occurred_at: datetime | None = _ts(nullable=True)
     severity: str = Field(default=Severity.medium.value, max_length=16)
+    vendor_severity: str | None = Field(default=None, max_length=64)
     title: str = Field(sa_column=Column(Text, nullable=False))
     observables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     raw: str = Field(sa_column=Column(Text, nullable=False))
@@ -129,6 +130,42 @@ class Action(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class DeadLetterStatus(StrEnum):
+    pending = "pending"  # waiting for a parser fix and `fido dead-letters retry`
+    resolved = "resolved"  # a retry parsed it; its events are in the queue
+
+
+class DeadLetter(SQLModel, table=True):
+    """An authentic payload no parser could read: kept verbatim with the error."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    detector: str = Field(index=True, max_length=64)
+    source: str = Field(default="webhook", max_length=64)
+    received_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=DeadLetterStatus.pending.value, index=True, max_length=16)
+    attempts: int = 1
+    retried_at: datetime | None = _ts(nullable=True)
+
+
+class SourceCursor(SQLModel, table=True):
+    """Where a polled source (API, SQL, log file, mailbox) got to, so a restart resumes."""
+
+    __tablename__ = "source_cursor"
+
+    name: str = Field(primary_key=True, max_length=128)
+    cursor: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class AuditEntry(SQLModel, table=True):

@@ -12,7 +12,7 @@ the protocols.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -31,6 +31,7 @@ class ParsedEvent:
     raw: str
     observables: Observables = field(default_factory=Observables)
     occurred_at: datetime | None = None
+    vendor_severity: str | None = None  # the detector's own word, e.g. "Critical", "5"
 
 
 @runtime_checkable
@@ -79,6 +80,45 @@ class Responder(Protocol):
         ...
 
 
+@dataclass
+class Batch:
+    """What one fetch from a polled source brought: payloads for its detector, and the
+    cursor to resume from once they are stored."""
+
+    payloads: list[bytes]
+    cursor: dict[str, Any]
+    more: bool = False  # fetch again at once (another page is waiting)
+    # called after the payloads and cursor are committed (e.g. move mail to a folder)
+    on_committed: Callable[[], Awaitable[None]] | None = None
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A detector Fido polls, tails or reads (API, SQL table, log file, mailbox)."""
+
+    name: str  # unique: the key its cursor is stored under
+    detector: str  # the detector that parses its payloads
+
+    async def fetch(self, cursor: dict[str, Any]) -> Batch:
+        """Payloads after ``cursor``; raise IntegrationError when the source fails."""
+        ...
+
+
+@dataclass
+class Context:
+    """What plugins may need at start-up: a shared HTTP client and named secrets."""
+
+    http: Any = None  # httpx.AsyncClient
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str:
+        """The value of environment variable ``name``; ConfigError when unset."""
+        value = self.environ.get(name, "")
+        if not value:
+            raise ConfigError(f"{name} is not set (named in the policy)")
+        return value
+
+
 T = TypeVar("T")
 
 
@@ -115,3 +155,4 @@ class Registry(Generic[T]):
 detectors: Registry[Detector] = Registry("detector")
 enrichers: Registry[Enricher] = Registry("enricher")
 responders: Registry[Responder] = Registry("responder")
+sources: Registry[Source] = Registry("source")

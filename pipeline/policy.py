@@ -8,7 +8,7 @@ by default, and then Fido only ever asks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,10 +21,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SignatureRule(_Strict):
+    """An HMAC the detector puts in a header of each delivery."""
+
+    header: str  # e.g. X-Signature
+    secret_env: str  # environment variable holding the shared secret
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""  # e.g. "sha256=" before the digest
+    # when set, the signed message is "<timestamp><separator><body>" and the timestamp
+    # (epoch seconds) must be within max_skew_seconds of now
+    timestamp_header: str | None = None
+    separator: str = ""
+    max_skew_seconds: int = Field(default=300, gt=0)
+
+
 class DetectorPolicy(_Strict):
     enabled: bool = True
     # generic fields (user, host, src_ip, ...) ← dotted paths in the detector's payload
     field_map: dict[str, str] = Field(default_factory=dict)
+    # environment variable holding this detector's own bearer token (else FIDO_WEBHOOK_TOKEN)
+    token_env: str | None = None
+    # header carrying the token when the vendor cannot send "Authorization: Bearer"
+    # (the header's whole value is compared with the token)
+    token_header: str | None = None
+    signature: SignatureRule | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourcePolicy(_Strict):
+    """A detector Fido fetches from: API poll, SQL table, log file or mailbox."""
+
+    type: str  # a registered source: crowdstrike_api, sentinelone_api, sql, logfile, imap
+    detector: str  # the detector that parses what it fetches
+    interval_seconds: float = Field(default=60, gt=0)
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Scoring(_Strict):
@@ -65,6 +97,7 @@ class Policy(_Strict):
     detectors: dict[str, DetectorPolicy] = Field(
         default_factory=lambda: {"generic": DetectorPolicy()}
     )
+    sources: dict[str, SourcePolicy] = Field(default_factory=dict)
     enrichers: list[str] = Field(default_factory=lambda: ["active_directory"])
     enrichment_timeout_seconds: float = Field(default=10.0, gt=0)
     correlation_window_minutes: int = Field(default=60, ge=0)

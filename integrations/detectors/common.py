@@ -1,0 +1,278 @@
+"""Shared helpers for detector parsers: reading deliveries, times, severities, observables.
+
+A parser module typically looks like::
+
+    @detectors.register("acme")
+    class AcmeDetector(JSONDetector):
+        name = "acme"
+
+        def records(self, document):           # unwrap API lists / webhook envelopes
+            return document.get("resources", [document])
+
+        def event(self, record):               # one alert → one ParsedEvent
+            found = ObservableBuilder()
+            found.user(record.get("user_name"))
+            return ParsedEvent(external_id=..., title=..., severity=..., raw=...,
+                               observables=found.build())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.errors import ParseError
+from pipeline.observables import Observables, hash_type
+from pipeline.plugins import ParsedEvent
+
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+_ABSENT = {"", "none", "null", "n/a", "na", "-", "--", "unknown", "(null)"}
+_SYSTEM_ACCOUNTS = {"system", "local service", "network service", "anonymous logon"}
+
+
+def present(value: Any) -> Any:
+    """``value``, or None for the empty markers vendors use ("", "N/A", "-", "None", …)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        stripped = value.strip()
+        return None if stripped.lower() in _ABSENT else stripped
+    return value
+
+
+def dig(record: Any, *path: str | int) -> Any:
+    """``record[path[0]][path[1]]…`` or None when any step is missing."""
+    value = record
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(value, list) or not -len(value) <= step < len(value):
+                return None
+        elif not isinstance(value, Mapping) or step not in value:
+            return None
+        value = value[step]
+    return present(value)
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string from a string or number; None otherwise."""
+    value = present(value)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
+def timestamp(value: Any) -> datetime | None:
+    """A UTC-aware datetime from ISO 8601 (any fraction length, Z or offset) or epoch
+    seconds / milliseconds / microseconds; None when absent or unreadable."""
+    value = present(value)
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, int | float):
+        seconds = float(value)
+        while abs(seconds) > 1e11:  # milliseconds, microseconds, nanoseconds
+            seconds /= 1000
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    raw = value.replace("Z", "+00:00").replace("z", "+00:00")
+    if "." in raw:  # Python 3.11 takes at most 6 fraction digits
+        head, _, rest = raw.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        raw = head + "." + digits[:6].ljust(6, "0") + rest[len(digits) :]
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def severity(
+    value: Any, table: Mapping[str, str], default: str = "medium"
+) -> tuple[str, str | None]:
+    """(normalised severity, the vendor's own value) using ``table`` (lower-cased keys)."""
+    vendor = text(value)
+    if vendor is None:
+        return default, None
+    normalised = table.get(vendor.lower(), default)
+    assert normalised in SEVERITIES, normalised
+    return normalised, vendor
+
+
+def severity_from_number(
+    value: Any, bands: Iterable[tuple[float, str]], default: str = "medium"
+) -> tuple[str, str | None]:
+    """Map a numeric score with ``bands`` of (minimum, severity), highest first."""
+    vendor = text(value)
+    if vendor is None:
+        return default, None
+    try:
+        number = float(vendor)
+    except ValueError:
+        return default, vendor
+    for minimum, name in bands:
+        if number >= minimum:
+            return name, vendor
+    return default, vendor
+
+
+def fingerprint(record: Any) -> str:
+    """A stable id for an alert without one: a digest of its canonical JSON."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ObservableBuilder:
+    """Collects observables, ignoring absent values and normalising each kind."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[str]] = {}
+
+    def _add(self, field: str, value: str | None) -> None:
+        if value:
+            self.values.setdefault(field, []).append(value)
+
+    def user(self, value: Any) -> None:
+        """An account: ``alice``, ``CORP\\alice`` or ``alice@corp.example`` (kept as given;
+        matching understands every form). Machine accounts and built-ins are skipped."""
+        name = text(value)
+        if name is None:
+            return
+        bare = name.rsplit("\\", 1)[-1]
+        if name.upper().startswith("NT AUTHORITY\\") or bare.lower() in _SYSTEM_ACCOUNTS:
+            return
+        if bare.endswith("$"):  # a computer account
+            return
+        self._add("users", name)
+
+    def host(self, value: Any) -> None:
+        self._add("hosts", text(value))
+
+    def ip(self, value: Any, role: str | None = None) -> None:
+        """An IP address (invalid ones are ignored); ``role`` is "src" or "dst"."""
+        address = text(value)
+        if address is None:
+            return
+        try:
+            address = str(ipaddress.ip_address(address.strip("[]")))
+        except ValueError:
+            return
+        field = {"src": "src_ips", "dst": "dst_ips"}.get(role or "", "ips")
+        self._add(field, address)
+
+    def hash(self, value: Any) -> None:
+        """An md5, sha1 or sha256 hex digest (anything else is ignored)."""
+        digest = text(value)
+        if digest and hash_type(digest):
+            self._add("hashes", digest.lower())
+
+    def domain(self, value: Any) -> None:
+        name = text(value)
+        if name:
+            self._add("domains", name.rstrip(".").lower())
+
+    def url(self, value: Any) -> None:
+        self._add("urls", text(value))
+
+    def process(self, value: Any) -> None:
+        self._add("processes", text(value))
+
+    def file(self, value: Any) -> None:
+        self._add("files", text(value))
+
+    def build(self) -> Observables:
+        return Observables.model_validate(self.values)
+
+
+def json_documents(body: bytes) -> list[Any]:
+    """A delivery as JSON values: one document, or JSON Lines (one document per line)."""
+    try:
+        decoded = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ParseError("body is not UTF-8 text") from None
+    if not decoded.strip():
+        raise ParseError("body is empty")
+    try:
+        return [json.loads(decoded)]
+    except json.JSONDecodeError as whole:
+        documents = []
+        for number, line in enumerate(decoded.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                documents.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == 1:
+                    raise ParseError(f"body is not valid JSON: {whole}") from None
+                raise ParseError(f"line {number} is not valid JSON") from None
+        return documents
+
+
+def log_lines(body: bytes) -> list[str]:
+    """A delivery as non-empty text lines."""
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = body.decode("latin-1")
+    lines = [line.rstrip("\r") for line in decoded.split("\n") if line.strip()]
+    if not lines:
+        raise ParseError("body is empty")
+    return lines
+
+
+class JSONDetector:
+    """Base for JSON detectors: split a delivery into records, turn each into an event.
+
+    ``parse`` accepts a JSON document, a JSON array or JSON Lines. Subclasses implement
+    ``records`` (unwrap vendor envelopes and list wrappers) and ``event`` (one record).
+    A record that cannot be read raises ParseError naming its position.
+    """
+
+    name = "json"
+
+    def records(self, document: Any) -> list[Any]:
+        return document if isinstance(document, list) else [document]
+
+    def event(self, record: Mapping[str, Any]) -> ParsedEvent:
+        raise NotImplementedError
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        documents = json_documents(body)
+        records: list[Any] = []
+        for document in documents:
+            records.extend(self.records(document))
+        if not records:
+            raise ParseError(f"{self.name}: the delivery holds no alerts")
+        events = []
+        for index, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise ParseError(f"{self.name}: alert {index} is not a JSON object")
+            try:
+                events.append(self.event(record))
+            except ParseError as exc:
+                where = f"alert {index}: " if len(records) > 1 else ""
+                raise ParseError(f"{self.name}: {where}{exc}") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                shape = f"{type(exc).__name__}: {exc}"
+                raise ParseError(
+                    f"{self.name}: alert {index} has an unexpected shape ({shape})"
+                ) from None
+        if len(documents) == 1 and len(events) == 1 and records[0] is documents[0]:
+            # a single alert delivered on its own: keep the body byte for byte
+            events[0] = replace(events[0], raw=body.decode("utf-8-sig"))
+        return events
+
+
+def raw_json(record: Any) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

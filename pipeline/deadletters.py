@@ -1,0 +1,87 @@
+"""Dead letters: authentic payloads no parser could read, kept verbatim with the error.
+
+Nothing an authenticated detector sends is lost: the webhook answers 422 with the reason
+and keeps the body here; after a parser fix, ``fido dead-letters retry`` parses them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pipeline.db import Database
+from pipeline.errors import ParseError
+from pipeline.ingest import ingest
+from pipeline.models import DeadLetter, DeadLetterStatus, utcnow
+from pipeline.plugins import Detector
+
+log = logging.getLogger(__name__)
+
+
+def keep(
+    session: AsyncSession, *, detector: str, body: bytes, error: str, source: str = "webhook"
+) -> DeadLetter:
+    """Add a dead letter to ``session`` (the caller commits)."""
+    letter = DeadLetter(detector=detector, body=body, error=error[:4000], source=source)
+    session.add(letter)
+    log.warning("%s (%s): kept an unparsable payload: %s", detector, source, error)
+    return letter
+
+
+async def listing(
+    db: Database, *, status: str | None = DeadLetterStatus.pending.value
+) -> list[DeadLetter]:
+    async with db.session() as session:
+        query = select(DeadLetter).order_by(col(DeadLetter.id))
+        if status is not None:
+            query = query.where(DeadLetter.status == status)
+        return list((await session.exec(query)).all())
+
+
+@dataclass
+class RetryOutcome:
+    id: int
+    ok: bool
+    message: str
+
+
+async def retry(
+    db: Database, *, detectors: Mapping[str, Detector], ids: Sequence[int] | None = None
+) -> list[RetryOutcome]:
+    """Parse pending dead letters again; each success stores its events and is resolved."""
+    outcomes: list[RetryOutcome] = []
+    for letter in await listing(db):
+        assert letter.id is not None
+        if ids is not None and letter.id not in ids:
+            continue
+        detector = detectors.get(letter.detector)
+        async with db.session() as session:
+            fresh = await session.get(DeadLetter, letter.id)
+            assert fresh is not None
+            fresh.attempts += 1
+            fresh.retried_at = utcnow()
+            if detector is None:
+                message = f"no detector named {letter.detector!r} is enabled"
+                ok = False
+            else:
+                try:
+                    result = await ingest(
+                        session=session, detector=detector, body=fresh.body, commit=False
+                    )
+                except ParseError as exc:
+                    fresh.error = str(exc)[:4000]
+                    message, ok = str(exc), False
+                else:
+                    fresh.status = DeadLetterStatus.resolved.value
+                    message = (
+                        f"{len(result.created)} new events, {len(result.duplicates)} duplicates"
+                    )
+                    ok = True
+            session.add(fresh)
+            await session.commit()
+        outcomes.append(RetryOutcome(letter.id, ok, message))
+    return outcomes
