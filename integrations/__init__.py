@@ -11,7 +11,12 @@ import pkgutil
 
 def load_all() -> None:
     """Import every integration module so each registers itself."""
-    for package in ("integrations.detectors", "integrations.enrichers", "integrations.responders"):
+    for package in (
+        "integrations.detectors",
+        "integrations.enrichers",
+        "integrations.responders",
+        "integrations.sources",
+    ):
         module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__):
             importlib.import_module(f"{package}.{info.name}")

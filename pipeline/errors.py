@@ -5,7 +5,8 @@
     ├── InputError            input from outside is bad: a payload, a command, a button
     │   └── ParseError        a detector payload that cannot be turned into events
     ├── IntegrationError      another system failed: directory, HTTP API, database
-    │   └── NotFoundError     the other system answered, and the thing is not there
+    │   ├── NotFoundError     the other system answered, and the thing is not there
+    │   └── RateLimited       the other system said "too many requests" (429)
     └── ResponderError        a containment action failed or was refused
         └── NotAuthorized     the person asking may not do this
 
@@ -38,6 +39,14 @@ class IntegrationError(FidoError):
 
 class NotFoundError(IntegrationError):
     """The other system answered, and the object asked for does not exist."""
+
+
+class RateLimited(IntegrationError):
+    """The other system refused for now; ``retry_after`` seconds if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ResponderError(FidoError):

@@ -57,6 +57,25 @@ class Enricher(Protocol):
         ...
 
 
+@runtime_checkable
+class Lookup(Protocol):
+    """An enricher that answers for one indicator at a time, so the pipeline can cache its
+    answers, keep within the provider's quota, open a circuit breaker on repeated failure,
+    and keep internal indicators away from external providers."""
+
+    name: str
+    kinds: frozenset[Kind]  # the observable kinds it can look up
+    provider: str  # the quota / circuit-breaker bucket, e.g. "virustotal"
+    external: bool  # True when the indicator leaves the company (privacy rules apply)
+
+    async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:
+        """Facts about ``value``, or None when the provider does not know it.
+
+        Raise RateLimited (with retry_after when the provider said) on 429, and
+        IntegrationError on any other failure; never return partial garbage."""
+        ...
+
+
 @dataclass(frozen=True)
 class ResponderResult:
     """What a responder did: a sentence for people, and what it needs to undo it."""
@@ -154,5 +173,6 @@ class Registry(Generic[T]):
 
 detectors: Registry[Detector] = Registry("detector")
 enrichers: Registry[Enricher] = Registry("enricher")
+lookups: Registry[Lookup] = Registry("lookup")
 responders: Registry[Responder] = Registry("responder")
 sources: Registry[Source] = Registry("source")
