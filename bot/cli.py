@@ -53,6 +53,64 @@ def demo() -> None:
     raise typer.Exit(asyncio.run(run_demo(sys.stdout)))
 
 
+@app.command()
+def parse(
+    detector: str = typer.Argument(..., help="detector name, e.g. generic, crowdstrike"),
+    file: str = typer.Argument(..., help="a file of alerts, or - for standard input"),
+) -> None:
+    """Print the events DETECTOR makes of FILE, exactly as Fido would store them."""
+    from bot import tools
+    from pipeline.errors import ParseError
+
+    body = sys.stdin.buffer.read() if file == "-" else _read(file)
+    try:
+        typer.echo(tools.parse(_settings(), detector, body))
+    except ParseError as exc:
+        typer.echo(f"fido: {detector}: {exc}".replace("\n", " "), err=True)
+        raise typer.Exit(1) from None
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+dead_app = typer.Typer(
+    help="Payloads no parser could read, kept verbatim.", invoke_without_command=True
+)
+app.add_typer(dead_app, name="dead-letters")
+
+
+@dead_app.callback()
+def dead_letters(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="include resolved ones"),
+) -> None:
+    """List dead letters (pending by default)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bot import tools
+
+    lines = asyncio.run(tools.list_dead_letters(_settings(), all_=all_))
+    typer.echo("\n".join(lines) if lines else "no dead letters")
+
+
+@dead_app.command("retry")
+def dead_letters_retry(
+    ids: list[int] = typer.Argument(None, help="dead letter ids (default: all pending)"),
+) -> None:
+    """Parse pending dead letters again, e.g. after a parser fix."""
+    from bot import tools
+
+    lines = asyncio.run(tools.retry_dead_letters(_settings(), ids or None))
+    typer.echo("\n".join(lines) if lines else "no dead letters to retry")
+    if any(" failed: " in line for line in lines):
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create or migrate the database named by FIDO_DATABASE_URL."""

@@ -6,10 +6,8 @@ database; every refusal is a 4xx with a JSON ``detail`` saying why, and stores n
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +16,7 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 
+from bot.webhook_auth import DetectorAuth, authenticate, check_signature
 from pipeline import deadletters
 from pipeline.db import Database
 from pipeline.errors import ParseError
@@ -27,6 +26,7 @@ from pipeline.plugins import Detector
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # 1 MiB
+JSON_TYPES = ("application/json",)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -43,41 +43,48 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_token(request: Request, token: SecretStr | None) -> None:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    expected = token.get_secret_value().encode() if token else b""
-    if (
-        not expected
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(presented.strip().encode(), expected)
-    ):
-        raise HTTPException(
-            401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
-
-
 def build_http_app(
     *,
     db: Database,
     detectors: Mapping[str, Detector],
     webhook_token: SecretStr | None,
+    auth: Mapping[str, DetectorAuth] | None = None,
     bolt: AsyncApp | None = None,
-    on_ingest: Any = None,
+    on_ingest: Callable[[], object] | None = None,
 ) -> FastAPI:
-    """The ASGI app. ``on_ingest`` (no arguments) is called after new events are stored."""
+    """The ASGI app. ``auth`` holds per-detector tokens and signatures (detectors not in it
+    use ``webhook_token``); ``on_ingest`` is called after new events are stored."""
     api = FastAPI(title="Fido", docs_url=None, redoc_url=None, openapi_url=None)
+    default = DetectorAuth(token=webhook_token)
+    rules = dict(auth or {})
 
-    @api.post("/webhooks/{detector}", status_code=202)
-    async def webhook(detector: str, request: Request) -> JSONResponse:
-        _check_token(request, webhook_token)
+    def known(detector: str, request: Request) -> tuple[Detector, DetectorAuth]:
+        checked = authenticate(request.headers, detector, rules, default)
         parser = detectors.get(detector)
         if parser is None:
             raise HTTPException(404, f"no detector named {detector!r} is enabled")
+        return parser, checked
+
+    @api.get("/webhooks/{detector}")
+    async def verify(detector: str, request: Request) -> JSONResponse:
+        """One-time ownership checks some vendors make (e.g. Okta event hooks)."""
+        parser, _ = known(detector, request)
+        challenge = getattr(parser, "challenge", None)
+        answer = challenge(request.headers) if challenge is not None else None
+        if answer is None:
+            raise HTTPException(405, "deliver alerts with POST")
+        return JSONResponse(answer)
+
+    @api.post("/webhooks/{detector}", status_code=202)
+    async def webhook(detector: str, request: Request) -> JSONResponse:
+        parser, checked = known(detector, request)
+        accepted = getattr(parser, "content_types", JSON_TYPES)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise HTTPException(415, "Content-Type must be application/json")
+        if content_type not in accepted:
+            raise HTTPException(415, f"Content-Type must be {' or '.join(accepted)}")
         body = await _read_limited(request, MAX_BODY)
+        if checked.signature is not None:
+            check_signature(request.headers, body, checked.signature)
         try:
             async with db.session() as session:
                 result = await ingest(session=session, detector=parser, body=body)

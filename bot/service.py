@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
+import httpx
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -18,6 +20,8 @@ from bot.slack.app import build_bolt_app, web_client
 from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import db as database
+from pipeline import sources
+from pipeline.plugins import Detector, Source
 from pipeline.policy import load_policy
 from pipeline.worker import Pipeline
 
@@ -33,6 +37,27 @@ class _Server(uvicorn.Server):
         yield
 
 
+async def poll_source(
+    db: database.Database, source: Source, detector: Detector, wake: Callable[[], None]
+) -> None:
+    """One scheduled poll; a failing source is logged and tried again next interval."""
+    try:
+        result = await sources.poll(db=db, source=source, detector=detector)
+    except Exception as exc:
+        log.warning("source %s failed: %s", source.name, exc)
+        return
+    if result.created:
+        wake()
+    if result.created or result.dead_letters:
+        log.info(
+            "source %s: %d new events, %d duplicates, %d dead letters",
+            source.name,
+            len(result.created),
+            result.duplicates,
+            result.dead_letters,
+        )
+
+
 REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
 
 
@@ -46,8 +71,10 @@ def check(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     check(settings)
     policy = load_policy(settings.config)
-    wiring = Wiring(settings, policy)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+    wiring = Wiring(settings, policy, http=http)
     detectors, enrichers, responders = wiring.detectors(), wiring.enrichers(), wiring.responders()
+    polled = wiring.sources()
     await asyncio.to_thread(database.upgrade, settings.database_url)
     db = database.Database(settings.database_url)
     client = web_client(settings)
@@ -68,6 +95,7 @@ async def serve(settings: Settings) -> None:
         db=db,
         detectors=detectors,
         webhook_token=settings.webhook_token,
+        auth=wiring.webhook_auth(),
         bolt=None if socket_mode else bolt,
         on_ingest=pipeline.wakeup.set,
     )
@@ -75,6 +103,17 @@ async def serve(settings: Settings) -> None:
     scheduler = AsyncIOScheduler()
     # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
     scheduler.add_job(pipeline.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    for source, detector, interval in polled:
+        scheduler.add_job(
+            poll_source,
+            "interval",
+            seconds=interval,
+            id=f"source:{source.name}",
+            args=(db, source, detector, pipeline.wakeup.set),
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
     scheduler.start()
     worker = asyncio.create_task(pipeline.run(stop), name="fido-worker")
     socket_handler = None
@@ -109,4 +148,5 @@ async def serve(settings: Settings) -> None:
         scheduler.shutdown(wait=False)
         if socket_handler is not None:
             await socket_handler.close_async()
+        await http.aclose()
         await db.dispose()

@@ -1,23 +1,47 @@
-"""Start-up wiring: settings + policy → detector, enricher and responder instances."""
+"""Start-up wiring: settings + policy → detector, source, enricher and responder instances."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
+
+from pydantic import SecretStr
 
 from bot.settings import Settings
+from bot.webhook_auth import DetectorAuth, Signature
 from integrations import load_all
 from pipeline.errors import ConfigError
-from pipeline.plugins import Detector, Enricher, Responder, detectors, enrichers, responders
-from pipeline.policy import Policy
+from pipeline.plugins import (
+    Context,
+    Detector,
+    Enricher,
+    Responder,
+    Source,
+    detectors,
+    enrichers,
+    responders,
+    sources,
+)
+from pipeline.policy import DetectorPolicy, Policy
 
 
 class Wiring:
     """Builds each integration once, with the shared clients it needs."""
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        *,
+        environ: Mapping[str, str] | None = None,
+        http: Any = None,
+    ) -> None:
         load_all()
         self.settings = settings
         self.policy = policy
+        self.context = Context(http=http, environ=os.environ if environ is None else environ)
 
     @cached_property
     def directory(self):  # type: ignore[no-untyped-def]
@@ -33,13 +57,58 @@ class Wiring:
             )
         )
 
+    def detector(self, name: str, rules: DetectorPolicy | None = None) -> Detector:
+        factory = detectors.get(name)
+        rules = rules or self.policy.detectors.get(name) or DetectorPolicy()
+        kwargs: dict[str, Any] = dict(rules.options)
+        if rules.field_map:
+            kwargs["field_map"] = rules.field_map
+        try:
+            return factory(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"detectors.{name}.options: {exc}") from None
+
     def detectors(self) -> dict[str, Detector]:
-        built: dict[str, Detector] = {}
+        """The detectors that take webhooks."""
+        return {
+            name: self.detector(name, rules)
+            for name, rules in self.policy.detectors.items()
+            if rules.enabled
+        }
+
+    def webhook_auth(self) -> dict[str, DetectorAuth]:
+        """Per-detector tokens and signatures, read from the environment variables the
+        policy names (so secrets never sit in the policy file)."""
+        auth: dict[str, DetectorAuth] = {}
         for name, rules in self.policy.detectors.items():
+            if not (rules.enabled and (rules.token_env or rules.token_header or rules.signature)):
+                continue
+            token = (
+                SecretStr(self.context.secret(rules.token_env))
+                if rules.token_env
+                else self.settings.webhook_token
+            )
+            signature = None
+            if rules.signature is not None:
+                secret = SecretStr(self.context.secret(rules.signature.secret_env))
+                signature = Signature(rules.signature, secret)
+            auth[name] = DetectorAuth(token, rules.token_header, signature)
+        return auth
+
+    def sources(self) -> list[tuple[Source, Detector, float]]:
+        """(source, the detector parsing its payloads, interval in seconds) per source."""
+        built = []
+        for name, rules in self.policy.sources.items():
             if not rules.enabled:
                 continue
-            factory = detectors.get(name)
-            built[name] = factory(field_map=rules.field_map) if rules.field_map else factory()
+            factory: Any = sources.get(rules.type)
+            try:
+                source = factory.from_options(
+                    name=name, detector=rules.detector, options=rules.options, context=self.context
+                )
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"sources.{name}: {type(exc).__name__}: {exc}") from None
+            built.append((source, self.detector(rules.detector), rules.interval_seconds))
         return built
 
     def enrichers(self) -> list[Enricher]:

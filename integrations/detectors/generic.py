@@ -7,8 +7,9 @@
 Only ``title`` is required. Each observable field takes a string or a list of strings.
 The policy's ``field_map`` maps any of these fields onto a dotted path in another shape,
 e.g. ``{"user": "actor.alternateId", "title": "rule.name"}``. A delivery may also be a
-JSON array of such objects. Without an ``id``, a fingerprint of the content is used, so a
-redelivered alert is still recognised as a duplicate.
+JSON array of such objects, or JSON Lines (one object per line). Without an ``id``, a
+fingerprint of the content is used, so a redelivered alert is still recognised as a
+duplicate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from integrations.detectors.common import json_documents, raw_json
 from pipeline.errors import ConfigError, ParseError
 from pipeline.models import Severity
 from pipeline.observables import Observables
@@ -106,17 +108,17 @@ class GenericDetector:
         self.field_map = dict(field_map or {})
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ParseError(f"body is not valid JSON: {exc}") from None
-        if isinstance(document, dict):
-            return [self.parse_one(document, raw=body.decode("utf-8"))]
-        if isinstance(document, list) and document:
-            if not all(isinstance(item, dict) for item in document):
-                raise ParseError("a JSON array must hold alert objects only")
-            return [self.parse_one(item, raw=json.dumps(item)) for item in document]
-        raise ParseError("expected a JSON object (or a non-empty array of objects)")
+        documents = json_documents(body)
+        if len(documents) == 1 and isinstance(documents[0], dict):
+            return [self.parse_one(documents[0], raw=body.decode("utf-8-sig"))]
+        items: list[Any] = []
+        for document in documents:
+            items.extend(document if isinstance(document, list) else [document])
+        if not items:
+            raise ParseError("expected a JSON object (or a non-empty array of objects)")
+        if not all(isinstance(item, dict) for item in items):
+            raise ParseError("expected JSON objects; a JSON array must hold alert objects only")
+        return [self.parse_one(item, raw=raw_json(item)) for item in items]
 
     def _get(self, item: Mapping[str, Any], field: str) -> Any:
         return _lookup(item, self.field_map.get(field, field))

@@ -70,6 +70,15 @@ def test_unknown_field_in_map_is_a_config_error() -> None:
         GenericDetector(field_map={"nonsense": "a.b"})
 
 
+def test_json_lines_give_one_event_per_line() -> None:
+    body = b'{"id": 1, "title": "a"}\n\n{"id": 2, "title": "b", "user": "bob"}\n'
+    events = GenericDetector().parse(body)
+    assert [(e.external_id, e.raw) for e in events] == [
+        ("1", '{"id":1,"title":"a"}'),
+        ("2", '{"id":2,"title":"b","user":"bob"}'),
+    ]
+
+
 def test_array_gives_one_event_per_object() -> None:
     events = parse([{"id": 1, "title": "a"}, {"id": 2, "title": "b"}])
     assert [e.external_id for e in events] == ["1", "2"]
@@ -80,7 +89,9 @@ def test_array_gives_one_event_per_object() -> None:
     [
         (b"not json", "not valid JSON"),
         (b"[]", "expected a JSON object"),
-        (b'"text"', "expected a JSON object"),
+        (b'"text"', "expected JSON objects"),
+        (b"", "body is empty"),
+        (b'{"title": "a"}\n{"title"', "line 2 is not valid JSON"),
         (b"[1, 2]", "alert objects only"),
         (b'{"severity": "high"}', "'title' is required"),
         (b'{"title": "x", "severity": "urgent"}', "'severity' must be one of"),
@@ -88,7 +99,7 @@ def test_array_gives_one_event_per_object() -> None:
         (b'{"title": "x", "occurred_at": "yesterday"}', "not an ISO 8601 time"),
         (b'{"title": "x", "user": {"name": "a"}}', "must be a string"),
         (b'{"title": "x", "id": [1]}', "'id' must be"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
     ],
 )
 def test_bad_payloads_raise_parse_error_with_reason(body: bytes, reason: str) -> None:

@@ -1,0 +1,116 @@
+"""``fido parse`` and ``fido dead-letters`` as an engineer runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from bot.server import build_http_app
+from bot.settings import ENV_NAMES
+from integrations.detectors.generic import GenericDetector
+from pipeline import db as database
+from pipeline import deadletters
+
+
+def fido(*args: str, cwd: Path, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ENV_NAMES} | env
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env=environ,
+        timeout=120,
+    )
+
+
+def test_parse_prints_normalised_events(tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(
+        '{"id": "a", "title": "one", "severity": "high", "user": "CORP\\\\bob",'
+        ' "occurred_at": "2026-11-28T01:00:00Z"}\n{"id": "b", "title": "two"}\n'
+    )
+    done = fido("parse", "generic", str(alerts), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)
+    assert [e["external_id"] for e in events] == ["a", "b"]
+    first = events[0]
+    assert {k: first[k] for k in ("detector", "title", "severity", "occurred_at")} == {
+        "detector": "generic",
+        "title": "one",
+        "severity": "high",
+        "occurred_at": "2026-11-28T01:00:00+00:00",
+    }
+    assert first["observables"]["users"] == ["CORP\\bob"]
+    assert set(first["observables"]) >= {"users", "hosts", "ips", "hashes", "domains", "urls"}
+
+
+def test_parse_reads_stdin_and_uses_the_policy_field_map(tmp_path: Path) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("detectors:\n  generic:\n    field_map: {user: actor.name}\n")
+    done = fido(
+        "parse",
+        "generic",
+        "-",
+        cwd=tmp_path,
+        FIDO_CONFIG=str(policy),
+        stdin=b'{"title": "t", "actor": {"name": "carol"}}',
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["observables"]["users"] == ["carol"]
+
+
+def test_parse_fails_with_one_line_reason(tmp_path: Path) -> None:
+    done = fido("parse", "generic", "-", cwd=tmp_path, stdin=b'{"severity": "low"}')
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert done.stderr.decode().strip().splitlines() == [
+        "fido: generic: field 'title' is required and must be a non-empty string"
+    ]
+    missing = fido("parse", "generic", str(tmp_path / "nope.json"), cwd=tmp_path)
+    assert missing.returncode == 2 and b"cannot read" in missing.stderr
+
+
+async def test_unparsable_webhook_is_kept_and_retried_after_a_fix(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fido.db'}"
+    database.upgrade(url)
+    db = database.Database(url)
+    strict = build_http_app(
+        db=db, detectors={"generic": GenericDetector()}, webhook_token=SecretStr("t")
+    )
+    body = b'{"rule": {"name": "Mapped title"}, "actor": "dave"}'
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=strict), base_url="http://fido.test"
+    ) as client:
+        response = await client.post(
+            "/webhooks/generic",
+            content=body,
+            headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+        )
+    assert response.status_code == 422
+    assert "'title' is required" in response.json()["detail"]
+    [letter] = await deadletters.listing(db)
+    assert (letter.id, letter.body) == (response.json()["dead_letter"], body)
+    await db.dispose()
+
+    listed = fido("dead-letters", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert listed.returncode == 0 and b"'title' is required" in listed.stdout
+    still = fido("dead-letters", "retry", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert still.returncode == 1 and b"failed" in still.stdout
+
+    fixed = tmp_path / "fido.yml"  # the "parser fix": map the vendor's fields
+    fixed.write_text("detectors:\n  generic:\n    field_map: {title: rule.name, user: actor}\n")
+    retried = fido(
+        "dead-letters", "retry", cwd=tmp_path, FIDO_DATABASE_URL=url, FIDO_CONFIG=str(fixed)
+    )
+    assert retried.returncode == 0, retried.stdout
+    assert b"parsed: 1 new events" in retried.stdout
+    assert fido("dead-letters", cwd=tmp_path, FIDO_DATABASE_URL=url).stdout.strip() == (
+        b"no dead letters"
+    )
