@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 
+from bot.slack import http as slack_http
 from bot.webhook_auth import DetectorAuth, authenticate, check_signature
 from pipeline import deadletters
 from pipeline.db import Database
@@ -110,10 +110,9 @@ def build_http_app(
         return JSONResponse({"status": "ok"})
 
     if bolt is not None:
-        handler = AsyncSlackRequestHandler(bolt)
 
         @api.post("/slack/events")
         async def slack_events(request: Request) -> Response:
-            return await handler.handle(request)
+            return await slack_http.handle(bolt, request)
 
     return api

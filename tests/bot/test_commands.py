@@ -88,6 +88,8 @@ async def test_incident_command_shows_the_card_ephemerally(slack_http: Any, db: 
         ("incident abc", "usage: `/fido incident N`"),
         ("frobnicate now", "unknown command `frobnicate`"),
         ("<!channel>", "unknown command"),
+        ("payload=1 frobnicate", "unknown command `payload=1`"),
+        ("incident payload.exe", "usage: `/fido incident N`"),
     ],
 )
 async def test_bad_commands_get_an_ephemeral_reason(
