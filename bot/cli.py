@@ -70,6 +70,23 @@ def parse(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def lookup(
+    kind: str = typer.Argument(..., help="user, host, ip, hash, domain or url"),
+    value: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Ask every enricher about VALUE and show Fido's history with it (90 days)."""
+    from bot import tools
+    from pipeline.errors import InputError
+
+    try:
+        typer.echo(asyncio.run(tools.lookup(_settings(), kind, value, as_json=as_json)))
+    except InputError as exc:
+        typer.echo(f"fido: {exc}".replace("`", ""), err=True)
+        raise typer.Exit(1) from None
+
+
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:

@@ -36,6 +36,38 @@ def parse(settings: Settings, detector: str, body: bytes) -> str:
     return json.dumps([event_json(detector, e) for e in events], indent=2, ensure_ascii=False)
 
 
+async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) -> str:
+    """What every enricher and Fido's history say about one value (raises InputError)."""
+    from bot.slack.lookup_blocks import lookup_blocks
+    from bot.slack.text import render_text
+    from pipeline.investigate import investigate, validate
+    from pipeline.worker import Pipeline
+
+    validate(kind, value)
+    await _upgrade(settings)
+    policy = load_policy(settings.config)
+    wiring = Wiring(settings, policy)
+    db = database.Database(settings.database_url)
+    try:
+        pipeline = Pipeline(db=db, policy=policy, enrichers=wiring.enrichers())
+        report = await investigate(pipeline, kind=kind, value=value)
+    finally:
+        await db.dispose()
+    if as_json:
+        return json.dumps(
+            {
+                "kind": report.kind,
+                "value": report.value,
+                "results": report.results,
+                "history": report.history,
+            },
+            indent=2,
+            default=str,
+            ensure_ascii=False,
+        )
+    return render_text(lookup_blocks(report))
+
+
 def describe(letter: DeadLetter) -> str:
     when = letter.received_at.strftime("%Y-%m-%d %H:%M:%S")
     error = letter.error.replace("\n", " ")

@@ -38,6 +38,7 @@ async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
         policy=Policy(actions=[ActionPolicy(responder="test_lock")]),
         enrichers=[DirectoryEnricher({"alice": {"display_name": "Alice"}})],
         responders={"test_lock": LockResponder()},
+        approvers=["UANALYST"],
     )
     bolt = build_bolt_app(settings, pipeline, web_client(settings), {"test_lock": "lock"})
     api = build_http_app(db=db, detectors={}, webhook_token=SecretStr("x"), bolt=bolt)
@@ -103,3 +104,44 @@ async def test_bad_commands_get_an_ephemeral_reason(
 async def test_help(slack_http: Any) -> None:
     reply = await slack_http("")
     assert "/fido incident N" in reply["text"]
+
+
+async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: Database) -> None:
+    async with db.session() as session:
+        await ingest(
+            session=session,
+            detector=GenericDetector(),
+            body=json.dumps(
+                {"id": "9", "title": "Odd login", "severity": "critical", "user": "alice"}
+            ).encode(),
+        )
+    await slack_http.pipeline.drain()
+    await slack_http.pipeline.approve(
+        incident_id=1, responder="test_lock", target="alice", actor="UANALYST"
+    )
+    reply = await slack_http("lookup user alice@corp.test")
+    assert reply["response_type"] == "ephemeral"
+    shown = json.dumps(reply["blocks"])
+    assert "user: alice@corp.test" in shown
+    assert "test_directory" in shown
+    assert "#1 critical 80/100 Odd login" in shown
+    assert "test_lock alice: succeeded" in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lookup ip 999.1.1.1", "is not an IP address"),
+        ("lookup hash xyz", "md5, sha1 or sha256"),
+        ("lookup planet mars", "unknown kind `planet`"),
+        ("lookup user", "usage: `/fido lookup"),
+    ],
+)
+async def test_bad_lookups_explain(slack_http: Any, text: str, expected: str) -> None:
+    reply = await slack_http(text)
+    assert reply["response_type"] == "ephemeral" and expected in reply["text"]
+
+
+async def test_lookup_of_a_slack_formatted_url(slack_http: Any) -> None:
+    reply = await slack_http("lookup url <http://evil.test/a?b=1&amp;c=2|evil.test/a>")
+    assert "url: http://evil.test/a?b=1&c=2" in json.dumps(reply["blocks"])

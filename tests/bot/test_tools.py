@@ -114,3 +114,26 @@ async def test_unparsable_webhook_is_kept_and_retried_after_a_fix(tmp_path: Path
     assert fido("dead-letters", cwd=tmp_path, FIDO_DATABASE_URL=url).stdout.strip() == (
         b"no dead letters"
     )
+
+
+def test_lookup_on_the_command_line(tmp_path: Path) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("enrichers: []\n")
+    done = fido(
+        "lookup",
+        "ip",
+        "203.0.113.9",
+        "--json",
+        cwd=tmp_path,
+        FIDO_CONFIG=str(policy),
+        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "kind": "ip",
+        "value": "203.0.113.9",
+        "results": {},
+        "history": [],
+    }
+    bad = fido("lookup", "ip", "nope", cwd=tmp_path, FIDO_CONFIG=str(policy))
+    assert bad.returncode == 1 and b"nope is not an IP address" in bad.stderr

@@ -10,14 +10,24 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.blocks import card_text, incident_card
 from bot.slack.listeners.errors import answers_errors
+from bot.slack.lookup_blocks import lookup_blocks
 from pipeline.errors import InputError
+from pipeline.investigate import investigate
 from pipeline.worker import Pipeline
 
 USAGE = "*Fido commands*\n• `/fido incident N`: show incident N\n• `/fido help`: this help"
 
 
+def unescape(word: str) -> str:
+    """Undo Slack's formatting of command text: ``<http://x|x>`` → ``http://x``, ``&amp;``."""
+    if word.startswith("<") and word.endswith(">"):
+        word = word[1:-1].split("|", 1)[0]
+        word = word.removeprefix("mailto:")
+    return word.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse(text: str) -> tuple[str, list[str]]:
-    words = text.split()
+    words = [unescape(w) for w in text.split()]
     if not words:
         return "help", []
     return words[0].lower(), words[1:]
@@ -42,6 +52,15 @@ def register(app: AsyncApp, pipeline: Pipeline, labels: Mapping[str, str]) -> No
             await respond(
                 text=card_text(incident),
                 blocks=[b.to_dict() for b in blocks],
+                response_type="ephemeral",
+            )
+        elif verb == "lookup":
+            if len(args) != 2:
+                raise InputError("usage: `/fido lookup user|host|ip|hash|domain|url VALUE`")
+            report = await investigate(pipeline, kind=args[0], value=args[1])
+            await respond(
+                text=f"Lookup of {report.kind} {report.value}",
+                blocks=[b.to_dict() for b in lookup_blocks(report)],
                 response_type="ephemeral",
             )
         else:
