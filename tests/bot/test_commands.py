@@ -63,6 +63,7 @@ async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
             return fake_slack.calls("response_url")[-1]
 
         command.pipeline = pipeline  # type: ignore[attr-defined]
+        command.http = http  # type: ignore[attr-defined]
         yield command
 
 
@@ -145,3 +146,44 @@ async def test_bad_lookups_explain(slack_http: Any, text: str, expected: str) ->
 async def test_lookup_of_a_slack_formatted_url(slack_http: Any) -> None:
     reply = await slack_http("lookup url <http://evil.test/a?b=1&amp;c=2|evil.test/a>")
     assert "url: http://evil.test/a?b=1&c=2" in json.dumps(reply["blocks"])
+
+
+async def test_app_home_lists_open_incidents(
+    slack_http: Any, db: Database, fake_slack: FakeSlack
+) -> None:
+    async with db.session() as session:
+        await ingest(
+            session=session,
+            detector=GenericDetector(),
+            body=json.dumps(
+                {"id": "h", "title": "Beaconing <!here>", "severity": "high", "user": "alice"}
+            ).encode(),
+        )
+    await slack_http.pipeline.drain()
+    event = {
+        "token": "x",
+        "team_id": "T0FIDO",
+        "api_app_id": "A0FIDO",
+        "type": "event_callback",
+        "event_id": "Ev1",
+        "event_time": 1700000000,
+        "event": {
+            "type": "app_home_opened",
+            "user": "UANALYST",
+            "channel": "D1",
+            "tab": "home",
+            "event_ts": "1700000000.000100",
+        },
+    }
+    body = json.dumps(event).encode()
+    response = await slack_http.http.post(
+        "/slack/events",
+        content=body,
+        headers={**signed_headers(SECRET, body), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    await fake_slack.wait_for("views.publish")
+    [published] = fake_slack.calls("views.publish")
+    assert published["user_id"] == "UANALYST"
+    shown = json.dumps(published["view"])
+    assert "#1" in shown and "Beaconing &lt;!here&gt;" in shown and "60/100" in shown
