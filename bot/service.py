@@ -21,6 +21,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import db as database
 from pipeline import sources
+from pipeline.locks import singleton
 from pipeline.plugins import Detector, Source
 from pipeline.policy import load_policy
 from pipeline.worker import Pipeline
@@ -40,9 +41,13 @@ class _Server(uvicorn.Server):
 async def poll_source(
     db: database.Database, source: Source, detector: Detector, wake: Callable[[], None]
 ) -> None:
-    """One scheduled poll; a failing source is logged and tried again next interval."""
+    """One scheduled poll, on one replica at a time; a failing source is logged and tried
+    again next interval."""
     try:
-        result = await sources.poll(db=db, source=source, detector=detector)
+        async with singleton(db, f"source:{source.name}") as mine:
+            if not mine:
+                return
+            result = await sources.poll(db=db, source=source, detector=detector)
     except Exception as exc:
         log.warning("source %s failed: %s", source.name, exc)
         return
