@@ -102,13 +102,18 @@ class Wiring:
             if not rules.enabled:
                 continue
             factory: Any = sources.get(rules.type)
+            detector = self.detector(rules.detector)
+            options = dict(rules.options)
+            default_pattern = getattr(detector, "line_pattern", None)
+            if rules.type == "logfile" and "pattern" not in options and default_pattern:
+                options["pattern"] = default_pattern  # only the lines its detector reads
             try:
                 source = factory.from_options(
-                    name=name, detector=rules.detector, options=rules.options, context=self.context
+                    name=name, detector=rules.detector, options=options, context=self.context
                 )
             except (TypeError, ValueError, KeyError) as exc:
                 raise ConfigError(f"sources.{name}: {type(exc).__name__}: {exc}") from None
-            built.append((source, self.detector(rules.detector), rules.interval_seconds))
+            built.append((source, detector, rules.interval_seconds))
         return built
 
     def enrichers(self) -> list[Enricher]:

@@ -61,6 +61,9 @@ def _severity(value: str, detector: str) -> str:
 @detectors.register("clamav")
 class ClamAVDetector:
     name = "clamav"
+    content_types = ("text/plain",)
+    # what a log-file tail passes on when its policy names no pattern: detections only
+    line_pattern = r" FOUND$"
 
     def __init__(self, *, severity: str = "high", timezone: str = "UTC") -> None:
         self.severity = _severity(severity, self.name)

@@ -50,6 +50,9 @@ _TIME = re.compile(
 @detectors.register("fail2ban")
 class Fail2banDetector:
     name = "fail2ban"
+    content_types = ("text/plain", "application/json")
+    # what a log-file tail passes on when its policy names no pattern: bans (and JSON)
+    line_pattern = r"\] (Restore )?Ban |^\s*\{"
 
     def __init__(self, *, severity: str = "medium", timezone: str = "UTC") -> None:
         if severity not in SEVERITIES:
