@@ -1,0 +1,128 @@
+"""``greynoise``: is this IP Internet background noise, or a known benign service? (Community API)
+
+``GET /v3/community/{ip}`` with the key in the ``key`` header. GreyNoise answers "never
+seen it" with HTTP 404 and a body such as ``{"ip": …, "noise": false, "riot": false,
+"message": "IP not observed scanning the internet or contained in RIOT data set."}``; that,
+and a 400 saying the address is not routable IPv4, yield None. A 404 without that body (a
+wrong base URL) is an error. The Community API knows IPv4 only, so IPv6 is not sent.
+
+Verdict: ``malicious`` when GreyNoise classifies it so; ``clean`` for RIOT (a known
+business service) or ``benign`` (a known research scanner); ``suspicious`` for noise of
+unknown intent; ``unknown`` otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from integrations.enrichers.httpbase import (
+    decode_json,
+    expect_mapping,
+    http_client,
+    json_body,
+    option_str,
+    raise_for_status,
+    send,
+)
+from pipeline.errors import IntegrationError
+from pipeline.observables import Kind
+from pipeline.plugins import Context, lookups
+
+VENDOR = "greynoise"
+DEFAULT_BASE_URL = "https://api.greynoise.io"
+VIZ_URL = "https://viz.greynoise.io/ip/{ip}"
+
+
+def verdict(*, noise: bool, riot: bool, classification: str | None) -> str:
+    """Our verdict from GreyNoise's flags (see module doc)."""
+    if classification == "malicious":
+        return "malicious"
+    if riot or classification == "benign":
+        return "clean"
+    if noise:
+        return "suspicious"
+    return "unknown"
+
+
+@lookups.register(VENDOR)
+class GreyNoiseLookup:
+    name = VENDOR
+    kinds: frozenset[Kind] = frozenset({"ip"})
+    provider = VENDOR
+    external = True
+
+    def __init__(
+        self, *, http: httpx.AsyncClient, api_key: SecretStr, base_url: str = DEFAULT_BASE_URL
+    ) -> None:
+        self.http = http
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+
+    @classmethod
+    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> GreyNoiseLookup:
+        key = context.secret(option_str(options, "api_key_env", vendor=VENDOR))
+        return cls(
+            http=http_client(context, vendor=VENDOR),
+            api_key=SecretStr(key),
+            base_url=str(options.get("base_url") or DEFAULT_BASE_URL),
+        )
+
+    async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:
+        if kind != "ip":
+            return None
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            return None
+        if address.version != 4:
+            return None
+        ip = str(address)
+        response = await send(
+            self.http,
+            "GET",
+            f"{self.base_url}/v3/community/{ip}",
+            vendor=VENDOR,
+            headers={"key": self._api_key.get_secret_value(), "Accept": "application/json"},
+        )
+        if response.status_code in (400, 404) and _not_known(response):
+            return None
+        raise_for_status(response, vendor=VENDOR, secrets=[self._api_key])
+        body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
+        facts = _facts(ip, body)
+        if not (facts["noise"] or facts["riot"] or facts["classification"]):
+            return None  # older deployments say "not observed" with a 200
+        return facts
+
+
+def _not_known(response: httpx.Response) -> bool:
+    """A 404 "not observed" body, or a 400 "not a valid routable IPv4 address"."""
+    body = json_body(response)
+    message = body.get("message") if isinstance(body, Mapping) else None
+    if not isinstance(message, str):
+        return False
+    if response.status_code == 404:
+        return "not observed" in message.lower()
+    return "routable" in message.lower()
+
+
+def _facts(ip: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    noise, riot = body.get("noise"), body.get("riot")
+    if not isinstance(noise, bool) or not isinstance(riot, bool):
+        raise IntegrationError(f"{VENDOR}: unexpected response: no noise/riot flags")
+    classification = body.get("classification")
+    classification = classification if isinstance(classification, str) else None
+    link = body.get("link")
+    return {
+        "noise": noise,
+        "riot": riot,
+        "classification": classification,
+        "name": body.get("name") if isinstance(body.get("name"), str) else None,
+        "last_seen": body.get("last_seen") if isinstance(body.get("last_seen"), str) else None,
+        "link": link if isinstance(link, str) and link else VIZ_URL.format(ip=ip),
+        "verdict": verdict(noise=noise, riot=riot, classification=classification),
+    }
