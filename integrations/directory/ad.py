@@ -1,41 +1,48 @@
-"""Active Directory over LDAP: look users up, read and write ``userAccountControl``.
+"""Active Directory over LDAP: users (with nested groups), computers, ``userAccountControl``.
 
-ldap3 is synchronous; every call here runs in a worker thread (``asyncio.to_thread``) on one
-bound connection that is reused, guarded by a lock, and replaced when the server drops it.
-Values put into search filters are always escaped. The bind password is unwrapped only to
-bind, then wiped from the ldap3 connection (whose repr would otherwise show it).
+Every call runs in a worker thread (``asyncio.to_thread``) on the one shared, bound
+connection (``connection.py``). Every value put into a search filter is escaped with
+``escape_filter_chars`` (DNs too: a DN may hold ``*``, ``(`` or ``\\``), so an alert can
+never widen a search. Nested groups come from AD's in-chain matching rule in one query;
+the directory walks the graph, not Python.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import ssl
-import threading
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
-
+from integrations.directory.config import ADConfig
+from integrations.directory.connection import Ldap, SharedConnection
+from integrations.directory.records import (
+    Candidates,
+    Group,
+    UserDetails,
+    computer_candidates,
+    user_candidates,
+)
+from integrations.directory.values import dns_domain, is_locked, rdn_value
 from pipeline.errors import IntegrationError, NotFoundError
 
 with warnings.catch_warnings():
-    # ldap3 2.9.1 imports names that pyasn1 >= 0.6 has deprecated (tagMap, typeMap).
     warnings.filterwarnings(
         "ignore", message=r"\w+ is deprecated\. Please use \w+ instead", category=DeprecationWarning
     )
-    import ldap3
-    from ldap3.core import exceptions as ldap_errors
     from ldap3.utils.conv import escape_filter_chars
+
+__all__ = ["ACCOUNTDISABLE", "ADConfig", "ActiveDirectory", "Group", "UserDetails"]
 
 T = TypeVar("T")
 
 ACCOUNTDISABLE = 0x2
 """The ``userAccountControl`` bit that disables an account."""
 
-USER_ATTRIBUTES = (
+IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN: transitive membership
+
+USER_ATTRIBUTES = [
     "sAMAccountName",
     "userPrincipalName",
     "displayName",
@@ -46,39 +53,27 @@ USER_ATTRIBUTES = (
     "memberOf",
     "userAccountControl",
     "primaryGroupID",
-)
-_INTEGERS = frozenset({"userAccountControl", "primaryGroupID"})
-_SUCCESS, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT = 0, 4, 32
-
-
-class ADConfig(BaseModel):
-    """How to reach and bind to the directory. The password never appears in reprs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    url: str
-    bind_dn: str
-    password: SecretStr
-    base_dn: str
-    start_tls: bool = False
-    verify_tls: bool = True
-    # PEM file of the CA that signed the DC's certificate; the system's CAs when unset.
-    ca_file: str | None = None
-    timeout: float = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _ldap_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
-            raise ValueError("must be an ldap:// or ldaps:// URL with a host")
-        return value
-
-    @model_validator(mode="after")
-    def _tls_once(self) -> ADConfig:
-        if self.start_tls and urlsplit(self.url).scheme == "ldaps":
-            raise ValueError("start_tls is for ldap:// URLs; ldaps:// is already encrypted")
-        return self
+    "objectSid",
+    "lockoutTime",
+    "lastLogon",
+    "lastLogonTimestamp",
+    "pwdLastSet",
+]
+GROUP_ATTRIBUTES = ["cn", "sAMAccountName", "objectSid"]
+COMPUTER_ATTRIBUTES = [
+    "cn",
+    "sAMAccountName",
+    "dNSHostName",
+    "operatingSystem",
+    "operatingSystemVersion",
+    "description",
+    "userAccountControl",
+    "lastLogon",
+    "lastLogonTimestamp",
+]
+_USERS = "(objectCategory=person)(objectClass=user)"
+_COMPUTERS = "(objectCategory=computer)"
+_COMPUTED_UAC = "msDS-User-Account-Control-Computed"
 
 
 class ActiveDirectory:
@@ -86,8 +81,8 @@ class ActiveDirectory:
 
     def __init__(self, config: ADConfig) -> None:
         self.config = config
-        self._lock = threading.Lock()
-        self._conn: ldap3.Connection | None = None
+        self._ldap = SharedConnection(config)
+        self.dns_domain = dns_domain(config.base_dn)
 
     def __repr__(self) -> str:
         return f"ActiveDirectory(url={self.config.url!r}, bind_dn={self.config.bind_dn!r})"
@@ -100,38 +95,20 @@ class ActiveDirectory:
 
     async def close(self) -> None:
         """Unbind the shared connection, if any. The client reconnects when used again."""
-        await asyncio.to_thread(self._close)
+        await asyncio.to_thread(self._ldap.close)
 
     async def find_user(self, account: str) -> dict[str, Any] | None:
         """Find a user by ``sAMAccountName``, ``DOMAIN\\\\name``, or ``name@domain``.
 
         ``name@domain`` is matched against ``userPrincipalName``, then ``mail``. Returns the
         user's attributes (``dn``, ``memberOf`` and ``userAccountControl`` always; others
-        only when set), or None when there is no such user.
+        only when set; FILETIMEs as integers, ``objectSid`` as text), or None.
         """
-        account = account.strip()
-        if "\\" in account:
-            candidates = [("sAMAccountName", account.partition("\\")[2].strip())]
-        elif "@" in account:
-            candidates = [("userPrincipalName", account), ("mail", account)]
-        else:
-            candidates = [("sAMAccountName", account)]
-        if not candidates[0][1]:
-            return None
-
-        def op(conn: ldap3.Connection) -> dict[str, Any] | None:
-            for attribute, value in candidates:
-                found = self._search_users(conn, attribute, value)
-                if len(found) > 1:
-                    raise IntegrationError(
-                        f"{len(found)} directory users have {attribute} {value!r}; "
-                        "refusing to guess which one is meant"
-                    )
-                if found:
-                    return found[0]
-            return None
-
-        return await self._call(op, f"looking up user {account!r}")
+        candidates = user_candidates(account)
+        return await self._call(
+            lambda ldap: self._find(ldap, _USERS, candidates, USER_ATTRIBUTES, "users"),
+            f"looking up user {account!r}",
+        )
 
     async def get_user(self, account: str) -> dict[str, Any]:
         """Like ``find_user``, but raise NotFoundError when there is no such user."""
@@ -140,23 +117,35 @@ class ActiveDirectory:
             raise NotFoundError(f"no user {account!r} in the directory ({self.config.base_dn})")
         return user
 
+    async def describe_user(self, account: str) -> UserDetails | None:
+        """A user with their groups (nested, and the primary group), manager's name and
+        lockout state, read in one turn on the connection; None when there is no such user."""
+        candidates = user_candidates(account)
+
+        def op(ldap: Ldap) -> UserDetails | None:
+            user = self._find(ldap, _USERS, candidates, USER_ATTRIBUTES, "users")
+            return None if user is None else self._details(ldap, user)
+
+        return await self._call(op, f"describing user {account!r}")
+
+    async def find_computer(self, host: str) -> dict[str, Any] | None:
+        """The computer a host observable names (``PC01``, ``PC01$`` or its FQDN); None if
+        there is none. Attributes as ``find_user`` returns them."""
+        candidates = computer_candidates(host, self.dns_domain)
+        return await self._call(
+            lambda ldap: self._find(ldap, _COMPUTERS, candidates, COMPUTER_ATTRIBUTES, "computers"),
+            f"looking up computer {host!r}",
+        )
+
     async def get_display_name(self, dn: str) -> str | None:
         """The ``displayName`` of the entry at ``dn``; None if it has none or does not exist."""
-
-        def op(conn: ldap3.Connection) -> str | None:
-            try:
-                entry = self._read(conn, dn, ["displayName"])
-            except NotFoundError:
-                return None
-            return entry.get("displayName")
-
-        return await self._call(op, f"reading {dn!r}")
+        return await self._call(lambda ldap: _display_name(ldap, dn), f"reading {dn!r}")
 
     async def get_user_account_control(self, dn: str) -> int:
         """The current ``userAccountControl`` of the entry at ``dn``."""
 
-        def op(conn: ldap3.Connection) -> int:
-            entry = self._read(conn, dn, ["userAccountControl"])
+        def op(ldap: Ldap) -> int:
+            entry = ldap.read(dn, ["userAccountControl"])
             if "userAccountControl" not in entry:
                 raise IntegrationError(f"{dn!r} has no userAccountControl; is it a user?")
             return int(entry["userAccountControl"])
@@ -167,155 +156,89 @@ class ActiveDirectory:
         """Replace ``userAccountControl`` of the entry at ``dn`` with ``value``."""
         if not 0 <= value <= 0xFFFFFFFF:
             raise ValueError(f"userAccountControl must fit in 32 bits, not {value}")
-
-        def op(conn: ldap3.Connection) -> None:
-            conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(value)])]})
-            self._check(conn, dn)
-
-        await self._call(op, f"writing userAccountControl of {dn!r}")
+        await self._call(
+            lambda ldap: ldap.replace(dn, "userAccountControl", str(value)),
+            f"writing userAccountControl of {dn!r}",
+        )
 
     # --- everything below runs in a worker thread ---------------------------------------
 
-    async def _call(self, op: Callable[[ldap3.Connection], T], what: str) -> T:
-        return await asyncio.to_thread(self._run, op, what)
+    async def _call(self, op: Callable[[Ldap], T], what: str) -> T:
+        return await asyncio.to_thread(self._ldap.run, op, what)
 
-    def _run(self, op: Callable[[ldap3.Connection], T], what: str) -> T:
-        with self._lock:
-            for attempt in (1, 2):
-                conn = self._conn or self._connect()
-                try:
-                    return op(conn)
-                except ldap_errors.LDAPCommunicationError as exc:
-                    self._drop()  # the server went away or closed an idle connection
-                    if attempt == 2:
-                        raise self._error(f"{what} failed", exc) from exc
-                except ldap_errors.LDAPException as exc:
-                    self._drop()
-                    raise self._error(f"{what} failed", exc) from exc
-            raise AssertionError("unreachable")
+    def _find(
+        self, ldap: Ldap, kind: str, candidates: Candidates, attributes: list[str], what: str
+    ) -> dict[str, Any] | None:
+        """The one entry of ``kind`` matching the first candidate that matches any."""
+        for attribute, value in candidates:
+            search = f"(&{kind}({attribute}={escape_filter_chars(value)}))"
+            found = ldap.search(self.config.base_dn, search, attributes, size_limit=2)
+            if len(found) > 1:
+                raise IntegrationError(
+                    f"{len(found)} directory {what} have {attribute} {value!r}; "
+                    "refusing to guess which one is meant"
+                )
+            if found:
+                return found[0]
+        return None
 
-    def _connect(self) -> ldap3.Connection:
-        cfg = self.config
-        parts = urlsplit(cfg.url)
-        tls = ldap3.Tls(
-            validate=ssl.CERT_REQUIRED if cfg.verify_tls else ssl.CERT_NONE,
-            ca_certs_file=cfg.ca_file,
-            sni=parts.hostname,
+    def _details(self, ldap: Ldap, user: dict[str, Any]) -> UserDetails:
+        dn = user["dn"]
+        groups = self._groups(ldap, f"(member:{IN_CHAIN}:={escape_filter_chars(dn)})")
+        primary, parents = self._primary_group(ldap, user)
+        manager = user.get("manager")
+        return UserDetails(
+            entry=user,
+            groups=tuple(groups),
+            primary_group=primary,
+            primary_group_parents=tuple(parents),
+            manager_name=_display_name(ldap, manager) if manager else None,
+            locked=self._locked(ldap, user),
         )
-        server = ldap3.Server(
-            parts.hostname or "",
-            port=parts.port,
-            use_ssl=parts.scheme == "ldaps",
-            tls=tls,
-            get_info=ldap3.NONE,
-            connect_timeout=cfg.timeout,
+
+    def _primary_group(self, ldap: Ldap, user: dict[str, Any]) -> tuple[Group | None, list[Group]]:
+        """The primary group (by SID: domain SID + primaryGroupID) and, in the same query,
+        the groups it is nested in (``<SID=…>`` is AD's accepted form of a DN)."""
+        user_sid, rid = user.get("objectSid"), user.get("primaryGroupID")
+        if not user_sid or rid is None:
+            return None, []
+        sid = f"{user_sid.rpartition('-')[0]}-{rid}"
+        escaped = escape_filter_chars(sid)
+        found = self._groups(ldap, f"(|(objectSid={escaped})(member:{IN_CHAIN}:=<SID={escaped}>))")
+        primary = next((group for group in found if group.sid == sid), None)
+        return primary, [group for group in found if group.sid != sid]
+
+    def _groups(self, ldap: Ldap, condition: str) -> list[Group]:
+        search = f"(&(objectClass=group){condition})"
+        entries = ldap.search(self.config.base_dn, search, GROUP_ATTRIBUTES)
+        return [
+            Group(
+                dn=entry["dn"],
+                name=entry.get("cn") or rdn_value(entry["dn"]),
+                sid=entry.get("objectSid"),
+                account=entry.get("sAMAccountName"),
+            )
+            for entry in entries
+        ]
+
+    def _locked(self, ldap: Ldap, user: dict[str, Any]) -> bool:
+        # A constructed attribute (the DC applies fine-grained policies): read at base scope,
+        # where AD computes constructed attributes, rather than trusting the subtree search.
+        computed = ldap.read(user["dn"], [_COMPUTED_UAC]).get(_COMPUTED_UAC)
+        duration = None
+        if computed is None and user.get("lockoutTime"):
+            duration = ldap.read(self.config.base_dn, ["lockoutDuration"]).get("lockoutDuration")
+        return is_locked(
+            computed=computed,
+            lockout_time=user.get("lockoutTime"),
+            lockout_duration=duration,
+            now=datetime.now(UTC),
         )
-        conn = ldap3.Connection(
-            server,
-            user=cfg.bind_dn,
-            password=cfg.password.get_secret_value(),
-            auto_referrals=False,  # never chase referrals to other hosts
-            raise_exceptions=False,
-            receive_timeout=max(1, math.ceil(cfg.timeout)),  # ldap3 packs it as an integer
-        )
-        try:
-            conn.open()
-            if cfg.start_tls and not conn.start_tls():
-                raise self._error("StartTLS failed", conn.result)
-            if not conn.bind():
-                raise self._error(f"bind as {cfg.bind_dn!r} failed", conn.result)
-        except (ldap_errors.LDAPException, OSError) as exc:
-            self._unbind(conn)
-            raise self._error(f"cannot connect as {cfg.bind_dn!r}", exc) from exc
-        except IntegrationError:
-            self._unbind(conn)
-            raise
-        finally:
-            conn.password = None
-        self._conn = conn
-        return conn
-
-    def _search_users(
-        self, conn: ldap3.Connection, attribute: str, value: str
-    ) -> list[dict[str, Any]]:
-        escaped = escape_filter_chars(value)
-        search = f"(&(objectCategory=person)(objectClass=user)({attribute}={escaped}))"
-        conn.search(self.config.base_dn, search, attributes=list(USER_ATTRIBUTES), size_limit=2)
-        self._check(conn, self.config.base_dn, allowed=(_SUCCESS, _SIZE_LIMIT_EXCEEDED))
-        return [_normalise(item) for item in conn.response or [] if _is_entry(item)]
-
-    def _read(self, conn: ldap3.Connection, dn: str, attributes: list[str]) -> dict[str, Any]:
-        conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=attributes)
-        self._check(conn, dn)
-        entries = [_normalise(item) for item in conn.response or [] if _is_entry(item)]
-        if not entries:
-            raise NotFoundError(f"no directory entry {dn!r}")
-        return entries[0]
-
-    def _check(
-        self, conn: ldap3.Connection, dn: str, allowed: tuple[int, ...] = (_SUCCESS,)
-    ) -> None:
-        result = conn.result or {}
-        code = result.get("result")
-        if code in allowed:
-            return
-        if code == _NO_SUCH_OBJECT:
-            raise NotFoundError(f"no directory entry {dn!r}")
-        raise self._error(f"directory refused the operation on {dn!r}", result)
-
-    def _error(self, what: str, cause: object) -> IntegrationError:
-        if isinstance(cause, dict):
-            detail = " ".join(str(cause.get(key) or "") for key in ("description", "message"))
-        else:
-            detail = str(cause) or type(cause).__name__
-        message = f"Active Directory at {self.config.url}: {what}: {detail.strip()}"
-        secret = self.config.password.get_secret_value()
-        if secret:
-            message = message.replace(secret, "**********")
-        return IntegrationError(message)
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._unbind(self._conn)
-            self._conn = None
-
-    def _close(self) -> None:
-        with self._lock:
-            self._drop()
-
-    @staticmethod
-    def _unbind(conn: ldap3.Connection) -> None:
-        try:
-            conn.unbind()
-        except (ldap_errors.LDAPException, OSError):
-            pass
-        if conn.socket is not None:  # ldap3 leaves it open when opening the connection failed
-            try:
-                conn.socket.close()
-            except OSError:
-                pass
 
 
-def _is_entry(item: dict[str, Any]) -> bool:
-    return item.get("type") == "searchResEntry"
-
-
-def _normalise(item: dict[str, Any]) -> dict[str, Any]:
-    """One search result as plain values: ``memberOf`` a list, integers as int, no empties."""
-    attributes: dict[str, Any] = item.get("attributes") or {}
-    user: dict[str, Any] = {"dn": item["dn"]}
-    for name, values in attributes.items():
-        values = [_text(value) for value in (values if isinstance(values, list) else [values])]
-        if name == "memberOf":
-            user[name] = values
-        elif values and values[0] != "":
-            user[name] = int(values[0]) if name in _INTEGERS else values[0]
-    if "userAccountControl" in attributes:
-        user.setdefault("memberOf", [])
-    return user
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+def _display_name(ldap: Ldap, dn: str) -> str | None:
+    try:
+        name = ldap.read(dn, ["displayName"]).get("displayName")
+    except NotFoundError:
+        return None
+    return str(name) if name else None
