@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     ad_bind_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BIND_DN"))
     ad_password: SecretStr | None = Field(default=None, validation_alias=_env("FIDO_AD_PASSWORD"))
     ad_base_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BASE_DN"))
+    ad_start_tls: bool = Field(default=False, validation_alias=_env("FIDO_AD_START_TLS"))
+    ad_verify_tls: bool = Field(default=True, validation_alias=_env("FIDO_AD_VERIFY_TLS"))
+    ad_ca_file: Path | None = Field(default=None, validation_alias=_env("FIDO_AD_CA_FILE"))
+    ad_timeout: float = Field(default=10.0, gt=0, validation_alias=_env("FIDO_AD_TIMEOUT"))
     log_level: str = Field(default="INFO", validation_alias=_env("FIDO_LOG_LEVEL"))
 
     @field_validator("approvers", mode="before")

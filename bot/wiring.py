@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -25,6 +26,8 @@ from pipeline.plugins import (
     sources,
 )
 from pipeline.policy import DetectorPolicy, Policy
+
+log = logging.getLogger(__name__)
 
 
 class Wiring:
@@ -51,11 +54,25 @@ class Wiring:
             "FIDO_AD_URL", "FIDO_AD_BIND_DN", "FIDO_AD_PASSWORD", "FIDO_AD_BASE_DN"
         )
         s = self.settings
-        return ActiveDirectory(
-            ADConfig(
-                url=s.ad_url, bind_dn=s.ad_bind_dn, password=s.ad_password, base_dn=s.ad_base_dn
+        try:
+            config = ADConfig(
+                url=s.ad_url,
+                bind_dn=s.ad_bind_dn,
+                password=s.ad_password,
+                base_dn=s.ad_base_dn,
+                start_tls=s.ad_start_tls,
+                verify_tls=s.ad_verify_tls,
+                ca_file=s.ad_ca_file,
+                timeout=s.ad_timeout,
             )
-        )
+        except ValueError as exc:  # pydantic's ValidationError, worded for people
+            raise ConfigError(f"FIDO_AD_*: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+        if config.url.startswith("ldap://") and not config.start_tls:
+            log.warning(
+                "FIDO_AD_URL is plain ldap:// without FIDO_AD_START_TLS: the bind password "
+                "crosses the network unencrypted"
+            )
+        return ActiveDirectory(config)
 
     def detector(self, name: str, rules: DetectorPolicy | None = None) -> Detector:
         factory = detectors.get(name)

@@ -77,3 +77,20 @@ def test_bad_source_options_name_the_source(tmp_path: Path) -> None:
         ).sources()
     with pytest.raises(ConfigError, match="unknown source 'nosuch'"):
         wiring({"sources": {"x": {"type": "nosuch", "detector": "generic"}}}).sources()
+
+
+def test_directory_settings_reach_the_ad_client(tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        FIDO_AD_URL="ldap://127.0.0.1",
+        FIDO_AD_BIND_DN="CN=fido",
+        FIDO_AD_PASSWORD="pw",
+        FIDO_AD_BASE_DN="DC=corp",
+        FIDO_AD_START_TLS="true",
+        FIDO_AD_TIMEOUT="3",
+    )
+    directory = Wiring(settings, Policy(), environ={}).directory
+    assert (directory.config.start_tls, directory.config.timeout) == (True, 3.0)
+    missing_ca = settings.model_copy(update={"ad_ca_file": tmp_path / "nope.pem"})
+    with pytest.raises(ConfigError, match="FIDO_AD_"):
+        Wiring(missing_ca, Policy(), environ={}).directory  # noqa: B018
