@@ -1,0 +1,318 @@
+"""The ``crowdstrike_api`` source: poll CrowdStrike Falcon's Alerts API.
+
+::
+
+    sources:
+      falcon:
+        type: crowdstrike_api
+        detector: crowdstrike
+        interval_seconds: 60
+        options:
+          base_url: https://api.crowdstrike.com   # or api.us-2 / api.eu-1 / …
+          client_id: 0123456789abcdef0123456789abcdef
+          client_secret_env: FALCON_CLIENT_SECRET
+          page_size: 100                          # 1–1000
+          initial_lookback_hours: 24              # the very first poll only
+
+The API client needs the "Alerts: Read" scope. Each fetch:
+
+1. gets an OAuth2 token (``POST /oauth2/token``, form ``client_id``/``client_secret``),
+   cached until a minute before ``expires_in`` and renewed once when a call answers 401;
+2. lists alert composite ids (``GET /alerts/queries/alerts/v2``) with the FQL filter
+   ``updated_timestamp:>='<cursor time>'`` sorted ``updated_timestamp.asc``;
+3. drops the ids already delivered at the cursor time (see ``Watermark``) and fetches the
+   rest (``POST /alerts/entities/alerts/v2`` with ``{"composite_ids": [...]}``).
+
+The payload is that entities response body exactly as CrowdStrike sent it
+(``{"meta": …, "resources": [alert, …], "errors": []}``), for the ``crowdstrike``
+detector. The cursor is the newest ``updated_timestamp`` delivered and the composite ids
+delivered at it, so a restart neither loses nor repeats an alert; paging is by that
+cursor rather than by ``offset`` (an alert updated between two pages would move and shift
+every offset), except inside a run of more alerts than a page sharing one timestamp. The
+first poll starts ``initial_lookback_hours`` back: older alerts are history, not news.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from integrations.sources.http_retry import (
+    RetryPolicy,
+    Watermark,
+    check_base_url,
+    iso_timestamp,
+    parse_retry_after,
+    positive_int,
+    send,
+    vendor_message,
+)
+from pipeline.errors import ConfigError, IntegrationError
+from pipeline.plugins import Batch, Context, sources
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.crowdstrike.com"
+QUERY_PATH = "/alerts/queries/alerts/v2"
+ENTITIES_PATH = "/alerts/entities/alerts/v2"
+TOKEN_PATH = "/oauth2/token"
+TOKEN_MARGIN = 60.0  # renew this many seconds before the token expires
+_OPTIONS = frozenset(
+    {"base_url", "client_id", "client_secret_env", "page_size", "initial_lookback_hours"}
+)
+
+
+def crowdstrike_retry_after(response: httpx.Response) -> float | None:
+    """CrowdStrike says when to come back in ``X-RateLimit-RetryAfter`` (epoch seconds);
+    a standard ``Retry-After`` wins when present."""
+    standard = parse_retry_after(response.headers.get("Retry-After"))
+    if standard is not None:
+        return standard
+    try:
+        at = float(response.headers.get("X-RateLimit-RetryAfter", ""))
+    except ValueError:
+        return None
+    return max(0.0, at - time.time())
+
+
+@sources.register("crowdstrike_api")
+class CrowdStrikeAlertsSource:
+    """Polls Falcon alerts by update time; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        detector: str,
+        *,
+        http: httpx.AsyncClient,
+        client_id: str,
+        client_secret: SecretStr,
+        base_url: str = DEFAULT_BASE_URL,
+        page_size: int = 100,
+        initial_lookback_hours: float = 24.0,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = name
+        self.detector = detector
+        if not isinstance(http, httpx.AsyncClient):
+            raise ConfigError(f"sources.{name}: no HTTP client in the start-up context")
+        self.http = http
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise ConfigError(f"sources.{name}: client_id is required")
+        self.client_id = client_id.strip()
+        self._secret = client_secret
+        self.base_url = check_base_url(name, base_url)
+        self.page_size = positive_int(name, "page_size", page_size, maximum=1000)
+        if isinstance(initial_lookback_hours, bool) or not isinstance(
+            initial_lookback_hours, int | float
+        ):
+            raise ConfigError(f"sources.{name}: initial_lookback_hours must be a number")
+        self.lookback = timedelta(hours=max(0.0, float(initial_lookback_hours)))
+        self.retry = retry or RetryPolicy()
+        self._clock, self._now = clock, now
+        self._token: SecretStr | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        name: str,
+        detector: str,
+        options: dict[str, Any],
+        context: Context,
+        retry: RetryPolicy | None = None,
+    ) -> CrowdStrikeAlertsSource:
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
+        settings = dict(options)
+        secret_env = settings.pop("client_secret_env", None)
+        if not isinstance(secret_env, str) or not secret_env:
+            raise ConfigError(f"sources.{name}: client_secret_env is required")
+        if "client_id" not in settings:
+            raise ConfigError(f"sources.{name}: client_id is required")
+        secret = SecretStr(context.secret(secret_env))
+        return cls(name, detector, http=context.http, client_secret=secret, retry=retry, **settings)
+
+    def __repr__(self) -> str:
+        return f"CrowdStrikeAlertsSource({self.name!r}, {self.base_url!r})"
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def fetch(self, cursor: dict[str, Any]) -> Batch:
+        mark = Watermark.from_cursor(cursor)
+        offset = int(cursor.get("offset") or 0) if mark.time else 0
+        since = mark.time or self._start()
+        query = await self._call(
+            "GET",
+            QUERY_PATH,
+            params={
+                "filter": f"updated_timestamp:>='{iso_timestamp(since)}'",
+                "sort": "updated_timestamp.asc",
+                "limit": self.page_size,
+                "offset": offset,
+            },
+        )
+        ids = [i for i in self._resources(query, "alert query") if isinstance(i, str)]
+        meta = query.get("meta")
+        pagination = meta.get("pagination") if isinstance(meta, dict) else None
+        total = pagination.get("total") if isinstance(pagination, dict) else None
+        more = offset + len(ids) < total if isinstance(total, int) else len(ids) >= self.page_size
+        fresh = [i for i in ids if i not in mark.ids]
+        payloads: list[bytes] = []
+        advanced = mark
+        if fresh:
+            response = await self._call_raw("POST", ENTITIES_PATH, json={"composite_ids": fresh})
+            body = self._json(response, "alert entities")
+            alerts = [a for a in self._resources(body, "alert entities") if isinstance(a, dict)]
+            advanced = mark.advance(
+                (str(a.get("composite_id") or a.get("id")), a.get("updated_timestamp"))
+                for a in alerts
+            )
+            payloads = [response.content] if alerts else []
+            log.debug("%s: %d alerts (%d listed)", self.name, len(alerts), len(ids))
+        next_offset = self._next_offset(mark, advanced, ids, offset)
+        cursor = advanced.to_cursor() | ({"offset": next_offset} if next_offset else {})
+        # without progress (nothing new, no offset moved) stop rather than ask again at once
+        progress = advanced != mark or next_offset != offset
+        return Batch(payloads, cursor, more=more and progress)
+
+    @staticmethod
+    def _next_offset(before: Watermark, after: Watermark, ids: list[str], offset: int) -> int:
+        """Where to list from next time at the same watermark.
+
+        Normally 0: the next query starts at the watermark time and the ids already
+        delivered there are skipped. Only when the watermark did not move although the
+        whole page is delivered (more alerts than a page share one timestamp) does the
+        offset step over that page, so the poll always makes progress.
+        """
+        if before.time is None or after.time != before.time:
+            return 0
+        return offset + len(ids) if set(ids) <= after.ids else offset
+
+    def _start(self) -> str:
+        start = self._now().astimezone(UTC) - self.lookback
+        return start.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self._call_raw(method, path, **kwargs)
+        return self._json(response, path)
+
+    async def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One authorised API call; on 401 the token is renewed and the call made again."""
+        for renewed in (False, True):
+            token = await self._access_token(force=renewed)
+            request = self.http.build_request(
+                method,
+                self.base_url + path,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                **kwargs,
+            )
+            response = await send(
+                self.http,
+                request,
+                policy=self.retry,
+                what=f"crowdstrike_api {self.name}",
+                retry_after=crowdstrike_retry_after,
+            )
+            if response.status_code != 401:
+                break
+            log.info("%s: token refused (HTTP 401), renewing it", self.name)
+        if response.status_code in (401, 403):
+            hint = (
+                "a fresh token was refused too"
+                if response.status_code == 401
+                else ("does the API client have the Alerts: Read scope?")
+            )
+            raise IntegrationError(
+                f"crowdstrike_api {self.name}: CrowdStrike refused {path} "
+                f"(HTTP {response.status_code}: {self._message(response)}); {hint}"
+            )
+        if response.status_code != 200:
+            raise IntegrationError(
+                f"crowdstrike_api {self.name}: {method} {path} answered "
+                f"HTTP {response.status_code}: {self._message(response)}"
+            )
+        return response
+
+    async def _access_token(self, *, force: bool = False) -> str:
+        async with self._token_lock:
+            if force or self._token is None or self._clock() >= self._token_expires:
+                await self._renew_token()
+            assert self._token is not None
+            return self._token.get_secret_value()
+
+    async def _renew_token(self) -> None:
+        self._token = None
+        request = self.http.build_request(
+            "POST",
+            self.base_url + TOKEN_PATH,
+            data={"client_id": self.client_id, "client_secret": self._secret.get_secret_value()},
+            headers={"Accept": "application/json"},
+        )
+        response = await send(
+            self.http,
+            request,
+            policy=self.retry,
+            what=f"crowdstrike_api {self.name}",
+            retry_after=crowdstrike_retry_after,
+        )
+        if response.status_code in (400, 401, 403):
+            raise IntegrationError(
+                f"crowdstrike_api {self.name}: CrowdStrike refused the API client "
+                f"credentials for client_id {self.client_id} "
+                f"(HTTP {response.status_code}: {self._message(response)})"
+            )
+        if response.status_code not in (200, 201):
+            raise IntegrationError(
+                f"crowdstrike_api {self.name}: token request answered "
+                f"HTTP {response.status_code}: {self._message(response)}"
+            )
+        body = self._json(response, TOKEN_PATH)
+        token, lifetime = body.get("access_token"), body.get("expires_in", 1799)
+        if not isinstance(token, str) or not token:
+            raise IntegrationError(f"crowdstrike_api {self.name}: no access_token in the answer")
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+            lifetime = 1799
+        self._token = SecretStr(token)
+        self._token_expires = self._clock() + max(0.0, float(lifetime) - TOKEN_MARGIN)
+        log.debug("%s: new access token, valid %ss", self.name, lifetime)
+
+    def _message(self, response: httpx.Response) -> str:
+        secrets = [self._secret.get_secret_value()]
+        if self._token is not None:
+            secrets.append(self._token.get_secret_value())
+        return vendor_message(response, secrets) or "no error message"
+
+    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        try:
+            body = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            raise IntegrationError(f"crowdstrike_api {self.name}: {what}: not a JSON object")
+        for error in body.get("errors") or []:
+            log.warning("%s: %s reported an error: %s", self.name, what, error)
+        return body
+
+    def _resources(self, body: dict[str, Any], what: str) -> list[Any]:
+        resources = body.get("resources")
+        if resources is None:
+            return []
+        if not isinstance(resources, list):
+            raise IntegrationError(f"crowdstrike_api {self.name}: {what}: resources not a list")
+        return resources
