@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ from pipeline.plugins import ParsedEvent
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 _ABSENT = {"", "none", "null", "n/a", "na", "-", "--", "unknown", "(null)"}
 _SYSTEM_ACCOUNTS = {"system", "local service", "network service", "anonymous logon"}
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def present(value: Any) -> Any:
@@ -75,9 +78,17 @@ def timestamp(value: Any) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit():
-        value = float(value)
+        try:
+            value = float(value)
+        except ValueError:  # digits float() cannot read, e.g. "²"
+            return None
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            return None
+        if not math.isfinite(seconds):  # inf would never leave the loop below
+            return None
         while abs(seconds) > 1e11:  # milliseconds, microseconds, nanoseconds
             seconds /= 1000
         try:
@@ -89,7 +100,7 @@ def timestamp(value: Any) -> datetime | None:
     raw = value.replace("Z", "+00:00").replace("z", "+00:00")
     if "." in raw:  # Python 3.11 takes at most 6 fraction digits
         head, _, rest = raw.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]  # not the offset's
         raw = head + "." + digits[:6].ljust(6, "0") + rest[len(digits) :]
     try:
         parsed = datetime.fromisoformat(raw)
@@ -204,19 +215,34 @@ def json_documents(body: bytes) -> list[Any]:
     if not decoded.strip():
         raise ParseError("body is empty")
     try:
-        return [json.loads(decoded)]
-    except json.JSONDecodeError as whole:
+        documents = [json.loads(decoded)]
+    except RecursionError:
+        raise ParseError("body is nested too deeply") from None
+    except ValueError as whole:  # JSONDecodeError, or an integer over Python's digit limit
         documents = []
         for number, line in enumerate(decoded.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 documents.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 if number == 1:
                     raise ParseError(f"body is not valid JSON: {whole}") from None
                 raise ParseError(f"line {number} is not valid JSON") from None
-        return documents
+    if _SURROGATE_ESCAPE.search(decoded) and not _utf8(documents):
+        # "\ud800" alone is valid JSON but no text: the database could not store it
+        raise ParseError("body holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
+    return documents
+
+
+def _utf8(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except RecursionError:  # too deep to check here; the parser reports it
+        return True
+    return True
 
 
 def log_lines(body: bytes) -> list[str]:
@@ -263,7 +289,7 @@ class JSONDetector:
             except ParseError as exc:
                 where = f"alert {index}: " if len(records) > 1 else ""
                 raise ParseError(f"{self.name}: {where}{exc}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
                 shape = f"{type(exc).__name__}: {exc}"
                 raise ParseError(
                     f"{self.name}: alert {index} has an unexpected shape ({shape})"

@@ -1,0 +1,199 @@
+"""The ``suricata`` detector: alerts from Suricata's EVE JSON log.
+
+Suricata writes one JSON record per line to ``eve.json``; a log shipper (or the
+``logfile`` source) passes them on, one record, an array or JSON Lines per delivery::
+
+    {"timestamp": "2017-04-07T22:24:37.251547+0100", "flow_id": 586497171462735,
+     "event_type": "alert", "src_ip": "192.168.2.14", "src_port": 50096,
+     "dest_ip": "209.53.113.5", "dest_port": 80, "proto": "TCP",
+     "alert": {"action": "allowed", "gid": 1, "signature_id": 2018358, "rev": 10,
+               "signature": "ET HUNTING …", "category": "Potentially Bad Traffic",
+               "severity": 2},
+     "http": {"hostname": "example.com", "url": "/x.php"}, "app_proto": "http"}
+
+Only ``alert`` records are read; the metadata records an EVE log interleaves with them
+(flow, dns, http, tls, fileinfo, stats, anomaly, …) are skipped, and a delivery holding
+no alert at all is a ParseError. Lines written through syslog (``filetype: syslog``, a
+``prefix`` such as ``@cee:``) are read from their first ``{``.
+
+The alert's severity is the rule's priority: 1 = high, 2 = medium, 3 = low, 4 and above
+informational. The id joins ``flow_id``, the signature id and the timestamp, so the same
+alert shipped twice is one event. The application-layer metadata of the alert gives the
+domains (``http.hostname``, ``tls.sni``, DNS query names, in the EVE formats of
+Suricata 6, 7 and 8), the URL, and the files' names and hashes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from integrations.detectors.common import (
+    JSONDetector,
+    ObservableBuilder,
+    dig,
+    fingerprint,
+    raw_json,
+    severity,
+    text,
+    timestamp,
+)
+from pipeline.errors import ParseError
+from pipeline.plugins import ParsedEvent, detectors
+
+SEVERITY = {"1": "high", "2": "medium", "3": "low"}
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+"
+    r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+)
+
+
+def host_kind(name: str) -> str | None:
+    """``ip`` for an IP literal, ``domain`` for a DNS name with a dot, else None (a bare
+    label such as "intranet", a placeholder, free text)."""
+    name = name.strip().rstrip(".")
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return "domain" if _HOSTNAME.match(name.lower()) else None
+    return "ip"
+
+
+def add_host(found: ObservableBuilder, value: Any, role: str | None = None) -> None:
+    """A network name or address: an IP literal becomes an IP, a DNS name a domain;
+    anything else is left out."""
+    name = (text(value) or "").strip().rstrip(".")
+    kind = host_kind(name) if name else None
+    if kind == "ip":
+        found.ip(name, role)
+    elif kind == "domain":
+        found.domain(name)
+
+
+def url_host(url: str) -> str | None:
+    """The host part of a URL, with or without a scheme ("example.com/x" as firewalls
+    and proxies log it); None when there is none."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    if authority.startswith("["):  # [IPv6]:port
+        return authority[1:].split("]", 1)[0] or None
+    if authority.count(":") == 1:
+        authority = authority.split(":", 1)[0]
+    return authority or None
+
+
+def add_url(found: ObservableBuilder, value: Any, *, domain: bool = True) -> None:
+    """A URL, and (unless ``domain`` is False) the domain or IP it points at."""
+    url = text(value)
+    if url is None:
+        return
+    found.url(url)
+    host = url_host(url)
+    if domain and host:
+        add_host(found, host)
+
+
+def _is_alert(record: Any) -> bool:
+    if not isinstance(record, Mapping):
+        return True  # let the base class report the stray value
+    kind = record.get("event_type")
+    return kind == "alert" or (kind is None and isinstance(record.get("alert"), Mapping))
+
+
+def _from_first_brace(body: bytes) -> bytes:
+    """EVE lines sent through syslog carry a header (and perhaps ``@cee:``) before the
+    JSON: keep each line from its first ``{``."""
+    lines = []
+    for line in body.splitlines():
+        start = line.find(b"{")
+        lines.append(line[start:] if start > 0 else line)
+    return b"\n".join(lines)
+
+
+@detectors.register("suricata")
+class SuricataDetector(JSONDetector):
+    name = "suricata"
+    content_types = ("application/json", "application/x-ndjson", "text/plain")
+    # what a log-file tail passes on when its policy names no pattern: alerts only
+    line_pattern = r'"event_type":\s*"alert"'
+
+    def parse(self, body: bytes) -> list[ParsedEvent]:
+        if body.lstrip()[:1] not in (b"{", b"["):
+            body = _from_first_brace(body)
+        return super().parse(body)
+
+    def records(self, document: Any) -> list[Any]:
+        items = document if isinstance(document, list) else [document]
+        return [item for item in items if _is_alert(item)]
+
+    def event(self, record: Mapping[str, Any]) -> ParsedEvent:
+        alert = record.get("alert")
+        if not isinstance(alert, Mapping):
+            raise ParseError("alert record has no 'alert' object")
+        sid = text(alert.get("signature_id"))
+        title = text(alert.get("signature"))
+        if title is None:
+            title = f"Suricata signature {sid}" if sid else "Suricata alert"
+        normalised, vendor = severity(alert.get("severity"), SEVERITY, default="medium")
+        if vendor is not None and vendor not in SEVERITY and vendor.isdecimal():
+            normalised = "informational"  # priority 4 and beyond
+        flow, when = text(record.get("flow_id")), text(record.get("timestamp"))
+        external_id = f"{flow}:{sid}:{when}" if flow and sid and when else fingerprint(record)
+        return ParsedEvent(
+            external_id=external_id if len(external_id) <= 255 else fingerprint(record),
+            title=title,
+            severity=normalised,
+            vendor_severity=vendor[:64] if vendor else None,
+            occurred_at=timestamp(record.get("timestamp")),
+            observables=self.observables(record, alert),
+            raw=raw_json(record),
+        )
+
+    def observables(self, record: Mapping[str, Any], alert: Mapping[str, Any]) -> Any:
+        found = ObservableBuilder()
+        source, target = alert.get("source"), alert.get("target")
+        if isinstance(source, Mapping) or isinstance(target, Mapping):
+            # the rule's "target" keyword names attacker and victim, whichever way the
+            # packet that matched was going
+            found.ip(dig(alert, "source", "ip"), "src")
+            found.ip(dig(alert, "target", "ip"), "dst")
+            found.ip(record.get("src_ip"))
+            found.ip(record.get("dest_ip"))
+        else:
+            found.ip(record.get("src_ip"), "src")
+            found.ip(record.get("dest_ip"), "dst")
+        http = record.get("http")
+        if isinstance(http, Mapping):
+            hostname, path = text(http.get("hostname")), text(http.get("url"))
+            add_host(found, hostname)
+            if path and "://" in path:
+                add_url(found, path)
+            elif hostname and path:
+                port = text(http.get("http_port"))
+                where = f"{hostname}:{port}" if port and port != "80" else hostname
+                found.url(f"http://{where}{path if path.startswith('/') else '/' + path}")
+        add_host(found, dig(record, "tls", "sni"))
+        for name in _dns_names(record.get("dns")):
+            add_host(found, name)
+        files = record.get("files")
+        for item in [record.get("fileinfo"), *(files if isinstance(files, list) else [])]:
+            if isinstance(item, Mapping):
+                found.file(item.get("filename"))
+                for kind in ("md5", "sha1", "sha256"):
+                    found.hash(item.get(kind))
+        return found.build()
+
+
+def _dns_names(dns: Any) -> list[Any]:
+    """Query names in the DNS formats Suricata has written: v1 (``rrname``), the alert
+    metadata of 6/7 (``query: [{rrname}]``) and v3 of 8 (``queries: [{rrname}]``)."""
+    if not isinstance(dns, Mapping):
+        return []
+    names = [dns.get("rrname")]
+    for key in ("query", "queries"):
+        entries = dns.get(key)
+        if isinstance(entries, list):
+            names.extend(e.get("rrname") for e in entries if isinstance(e, Mapping))
+    return names
