@@ -6,8 +6,9 @@ never lost; a redelivery of the same (detector, external id) is dropped as a dup
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -23,6 +24,17 @@ log = logging.getLogger(__name__)
 class IngestResult:
     created: list[int] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+
+
+def _fit(event: ParsedEvent) -> ParsedEvent:
+    """Keep ids and vendor severities within their columns: an over-long id becomes its
+    digest (distinct ids stay distinct), an over-long vendor severity is cut."""
+    changes: dict[str, str] = {}
+    if len(event.external_id) > 255:
+        changes["external_id"] = "sha256:" + hashlib.sha256(event.external_id.encode()).hexdigest()
+    if event.vendor_severity is not None and len(event.vendor_severity) > 64:
+        changes["vendor_severity"] = event.vendor_severity[:64]
+    return replace(event, **changes) if changes else event
 
 
 async def ingest(
@@ -41,6 +53,7 @@ async def store(
 ) -> IngestResult:
     """Store parsed events, dropping those already stored for (detector, external id)."""
     result = IngestResult()
+    parsed = [_fit(p) for p in parsed]
     wanted = {p.external_id for p in parsed}
     existing = set(
         (

@@ -259,3 +259,31 @@ async def test_protected_account_is_refused_even_when_approved(db: Database) -> 
             incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
         )
     assert responder.executions == []
+
+
+async def test_over_long_ids_and_vendor_severities_fit_their_columns(db: Database) -> None:
+    from pipeline.ingest import store
+    from pipeline.plugins import ParsedEvent
+
+    long_a, long_b = "a" * 300, "a" * 299 + "b"
+    async with db.session() as session:
+        result = await store(
+            session=session,
+            detector="generic",
+            parsed=[
+                ParsedEvent(
+                    external_id=long_a,
+                    title="x",
+                    severity="low",
+                    raw="{}",
+                    vendor_severity="v" * 100,
+                ),
+                ParsedEvent(external_id=long_b, title="y", severity="low", raw="{}"),
+            ],
+        )
+    assert len(result.created) == 2
+    async with db.session() as session:
+        events = (await session.exec(select(Event).order_by(col(Event.id)))).all()
+    assert all(len(e.external_id) <= 255 for e in events)
+    assert events[0].external_id != events[1].external_id
+    assert events[0].vendor_severity == "v" * 64
