@@ -29,12 +29,12 @@ class IngestResult:
 def _fit(event: ParsedEvent) -> ParsedEvent:
     """Keep ids and vendor severities within their columns: an over-long id becomes its
     digest (distinct ids stay distinct), an over-long vendor severity is cut."""
-    changes: dict[str, str] = {}
     if len(event.external_id) > 255:
-        changes["external_id"] = "sha256:" + hashlib.sha256(event.external_id.encode()).hexdigest()
+        digest = hashlib.sha256(event.external_id.encode()).hexdigest()
+        event = replace(event, external_id=f"sha256:{digest}")
     if event.vendor_severity is not None and len(event.vendor_severity) > 64:
-        changes["vendor_severity"] = event.vendor_severity[:64]
-    return replace(event, **changes) if changes else event
+        event = replace(event, vendor_severity=event.vendor_severity[:64])
+    return event
 
 
 async def ingest(

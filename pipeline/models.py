@@ -182,3 +182,74 @@ class AuditEntry(SQLModel, table=True):
     target: str = Field(default="", max_length=255)
     incident_id: int | None = Field(default=None, index=True)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class LookupCache(SQLModel, table=True):
+    """One enricher's answer about one indicator, kept until ``expires_at``.
+
+    Shared by replicas and kept across restarts. ``key`` is a digest of (enricher, kind,
+    canonical value) so long URLs index well; ``found`` False is a cached "not known"."""
+
+    __tablename__ = "lookup_cache"
+
+    key: str = Field(primary_key=True, max_length=64)
+    enricher: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    found: bool = True
+    facts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    fetched_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    expires_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+
+
+class LookupQuota(SQLModel, table=True):
+    """Calls made to a provider in one fixed window (period "minute" or "day", ``slot`` the
+    epoch minute or day), counted here so every replica shares one quota. The period
+    "blocked" holds, in ``used``, the epoch second until which the provider asked us to wait."""
+
+    __tablename__ = "lookup_quota"
+
+    provider: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=16)
+    slot: int = Field(primary_key=True)
+    used: int = 0
+
+
+class DeferredLookup(SQLModel, table=True):
+    """A lookup that could not be made yet (quota, 429): made by ``run_deferred`` once due."""
+
+    __tablename__ = "deferred_lookup"
+
+    key: str = Field(primary_key=True, max_length=64)  # the LookupCache key it will fill
+    enricher: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    not_before: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class LookupWaiter(SQLModel, table=True):
+    """An incident waiting for a deferred answer: its facts under ``enricher`` for
+    ``kind:value`` say pending until the LookupCache row ``key`` is filled."""
+
+    __tablename__ = "lookup_waiter"
+
+    id: str = Field(primary_key=True, max_length=64)  # digest of (incident, enricher, kind, value)
+    key: str = Field(index=True, max_length=64)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    enricher: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

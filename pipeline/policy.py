@@ -7,11 +7,19 @@ by default, and then Fido only ever asks.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 from pipeline.observables import account_name
@@ -93,6 +101,87 @@ class ActionPolicy(_Strict):
     require_directory_match: bool = True
 
 
+def _networks(values: list[str]) -> list[str]:
+    """Each entry an IP or CIDR (host bits allowed), in canonical form; bad ones stop start-up."""
+    return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in values]
+
+
+def _domains(values: list[str]) -> list[str]:
+    """Lower case, without a leading ``*.`` or dot and without the root dot."""
+    cleaned = (v.strip().casefold().removeprefix("*.").strip(".") for v in values)
+    return [v for v in cleaned if v]
+
+
+class LookupCachePolicy(_Strict):
+    """How long one enricher's answers are kept: found (positive) and not found (None)."""
+
+    ttl_seconds: float = Field(default=86400, ge=0)
+    negative_ttl_seconds: float = Field(default=3600, ge=0)
+
+
+class ProviderPolicy(_Strict):
+    """One provider's quota (None: unlimited) and circuit breaker."""
+
+    per_minute: int | None = Field(default=None, ge=0)
+    per_day: int | None = Field(default=None, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failed calls that open it
+    breaker_cooldown_seconds: float = Field(default=60, gt=0)  # open → half-open after this
+
+
+# Published free-tier limits, applied unless the policy says otherwise field by field.
+# VirusTotal's public API: 4 requests/minute and 500/day.
+BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {"virustotal": {"per_minute": 4, "per_day": 500}}
+
+
+class LookupsPolicy(_Strict):
+    """Cache, quota, retries and deferral for indicator lookups (``pipeline/lookups.py``)."""
+
+    enrichers: dict[str, LookupCachePolicy] = Field(default_factory=dict)  # by enricher name
+    providers: dict[str, ProviderPolicy] = Field(default_factory=dict)  # by provider
+    retries: int = Field(default=2, ge=0, le=5)  # after the first try, for errors other than 429
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)  # doubled on each retry
+    concurrency: int = Field(default=4, ge=1)  # calls in flight per enricher
+    deferred_interval_seconds: float = Field(default=5, gt=0)  # how often run_deferred runs
+    deferred_max_attempts: int = Field(default=5, ge=1)  # failed rounds before giving up
+
+    def cache(self, enricher: str) -> LookupCachePolicy:
+        return self.enrichers.get(enricher) or LookupCachePolicy()
+
+    def provider(self, name: str) -> ProviderPolicy:
+        """The provider's settings: the built-in limits overlaid with what the policy set."""
+        base = ProviderPolicy.model_validate(BUILTIN_PROVIDERS.get(name, {}))
+        configured = self.providers.get(name)
+        if configured is None:
+            return base
+        return base.model_copy(
+            update={f: getattr(configured, f) for f in configured.model_fields_set}
+        )
+
+
+class PrivacyPolicy(_Strict):
+    """What never leaves the company: values under these domains or in these networks."""
+
+    internal_domains: list[str] = Field(default_factory=list)  # suffix match: corp.example
+    internal_networks: list[str] = Field(default_factory=list)  # CIDRs, beyond the private ones
+
+    _nets = field_validator("internal_networks")(_networks)
+    _doms = field_validator("internal_domains")(_domains)
+
+
+class Allowlist(_Strict):
+    """Known-good values Fido never looks up (CIDRs for ips, suffix match for domains)."""
+
+    ips: list[str] = Field(default_factory=list)
+    domains: list[str] = Field(default_factory=list)
+    hashes: list[str] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)  # exact, or a prefix when ending in "/"
+    hosts: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list)
+
+    _nets = field_validator("ips")(_networks)
+    _doms = field_validator("domains")(_domains)
+
+
 class Policy(_Strict):
     detectors: dict[str, DetectorPolicy] = Field(
         default_factory=lambda: {"generic": DetectorPolicy()}
@@ -113,6 +202,9 @@ class Policy(_Strict):
     allow_privileged_targets: bool = False
     max_auto_actions_per_hour: int = Field(default=5, ge=0)
     dry_run: bool = False
+    lookups: LookupsPolicy = Field(default_factory=LookupsPolicy)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    allowlist: Allowlist = Field(default_factory=Allowlist)
 
     def detector(self, name: str) -> DetectorPolicy | None:
         policy = self.detectors.get(name)

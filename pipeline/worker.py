@@ -17,7 +17,9 @@ from pipeline.db import Database
 from pipeline.decide import decide
 from pipeline.enrich import enrich, is_degraded, merge
 from pipeline.errors import FidoError
-from pipeline.models import Action, Decision, Event, Incident
+from pipeline.lookup_store import attach_waiters
+from pipeline.lookups import LookupEnricher
+from pipeline.models import Action, Decision, Event, Incident, utcnow
 from pipeline.notify import Notifier, NullNotifier
 from pipeline.observables import Observables
 from pipeline.plugins import Enricher, Responder
@@ -25,6 +27,9 @@ from pipeline.policy import Policy
 from pipeline.score import score
 
 log = logging.getLogger(__name__)
+
+# How far a decision goes; a refresh never moves an incident down this scale.
+_RANK = {Decision.record: 0, Decision.notify: 1, Decision.ask_approval: 2, Decision.auto_act: 3}
 
 
 class Pipeline:
@@ -105,6 +110,14 @@ class Pipeline:
             incident = await correlate(session=session, event=event, window=window)
             incident.enrichment = merge(incident.enrichment, results)
             incident.degraded = is_degraded(results)
+            assert incident.id is not None
+            await attach_waiters(  # answers left pending come back through refresh()
+                session,
+                sqlite=self.db.sqlite,
+                incident_id=incident.id,
+                results=results,
+                lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
+            )
             incident.score, incident.score_breakdown = score(incident, self.policy)
             auto_count = await act.auto_actions_since(self.db)
             verdict = decide(
@@ -148,6 +161,60 @@ class Pipeline:
                     target=proposal["target"],
                 )
         if verdict.decision is not Decision.record:
+            await self.publish(incident)
+        return incident
+
+    async def refresh(self, incident_id: int) -> Incident | None:
+        """Re-score and re-decide an incident whose facts changed (a deferred lookup came
+        back), then act and re-publish its card.
+
+        Never a step down: the decision only moves up (record → notify → ask approval →
+        act), and proposals are only added, so an Approve button already shown and any
+        action already taken stay valid. Moving up to auto-act runs the new proposals; a
+        record that now reaches notify is posted for the first time."""
+        async with self.db.session() as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None:
+                return None
+            before = Decision(incident.decision) if incident.decision else None
+            incident.score, incident.score_breakdown = score(incident, self.policy)
+            auto_count = await act.auto_actions_since(self.db)
+            verdict = decide(
+                incident, self.policy, self.responders, auto_actions_last_hour=auto_count
+            )
+            raised = before is None or _RANK[verdict.decision] > _RANK[before]
+            if raised:
+                incident.decision = verdict.decision.value
+                incident.decision_reason = verdict.reason
+            proposed = list(incident.proposed_actions)
+            proposed += [p for p in verdict.proposed if p not in proposed]
+            incident.proposed_actions = proposed
+            incident.updated_at = utcnow()
+            session.add(incident)
+            audit.record(
+                session,
+                actor=act.SYSTEM_ACTOR,
+                verb="incident.refreshed",
+                target="enrichment",
+                incident_id=incident_id,
+                score=incident.score,
+                decision=incident.decision,
+                raised=raised,
+            )
+            await session.commit()
+        if raised and verdict.decision is Decision.auto_act:
+            for proposal in verdict.proposed:
+                await act.execute(
+                    db=self.db,
+                    policy=self.policy,
+                    responders=self.responders,
+                    incident_id=incident_id,
+                    requested_by=act.SYSTEM_ACTOR,
+                    approved_by=None,
+                    responder=proposal["responder"],
+                    target=proposal["target"],
+                )
+        if incident.decision != Decision.record.value or incident.slack_ts:
             await self.publish(incident)
         return incident
 

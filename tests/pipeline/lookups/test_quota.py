@@ -1,0 +1,101 @@
+"""Quotas per provider, counted in the database; over quota or after a 429, lookups wait."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from pipeline.db import Database
+from pipeline.models import DeferredLookup
+from pipeline.policy import LookupsPolicy, Policy, ProviderPolicy
+from pipeline.quota import Quota
+from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
+from tests.pipeline.lookups.helpers import obs, policy, wrap
+
+HASHES = [c * 64 for c in "abcdef"]
+
+
+async def deferred_rows(db: Database) -> list[DeferredLookup]:
+    async with db.session() as session:
+        return list((await session.exec(select(DeferredLookup))).all())
+
+
+async def test_virustotal_defaults_are_4_a_minute_and_500_a_day(db: Database, clock: Clock) -> None:
+    quota = Quota(db, LookupsPolicy(), clock=clock)
+    grants = [await quota.take("virustotal") for _ in range(5)]
+    assert grants[:4] == [None] * 4
+    assert grants[4] == datetime(2026, 3, 2, 10, 1, tzinfo=UTC)  # the next minute
+    clock.advance(60)
+    assert await quota.take("virustotal") is None
+    assert await quota.used("virustotal", "day") == 5
+    assert all([await quota.take("unlimited") is None for _ in range(50)])
+
+
+async def test_the_day_limit_holds_across_minutes(db: Database, clock: Clock) -> None:
+    rules = LookupsPolicy(providers={"p": ProviderPolicy(per_minute=2, per_day=3)})
+    quota = Quota(db, rules, clock=clock)
+    assert [await quota.take("p") for _ in range(2)] == [None, None]
+    clock.advance(60)
+    assert await quota.take("p") is None
+    assert await quota.take("p") == datetime(2026, 3, 3, tzinfo=UTC)  # tomorrow
+
+
+async def test_replicas_share_one_quota(db: Database, clock: Clock) -> None:
+    other = Database(db.url)
+    try:
+        rules = LookupsPolicy(providers={"p": ProviderPolicy(per_minute=4)})
+        quotas = [Quota(db, rules, clock=clock), Quota(other, rules, clock=clock)]
+        for quota in quotas:  # running replicas: a fresh SQLite file is switched to WAL once,
+            await quota.used("p", "minute")  # and first connections racing to do it can fail
+        grants = await asyncio.gather(*(quotas[i % 2].take("p") for i in range(10)))
+    finally:
+        await other.dispose()
+    assert grants.count(None) == 4
+
+
+async def test_the_fifth_lookup_in_a_minute_is_deferred(
+    db: Database, clock: Clock, sleeps: Sleeps
+) -> None:
+    vendor = ReputationLookup({h: {"verdict": "clean"} for h in HASHES})
+    enricher = wrap(vendor, db, clock, sleeps, policy(per_minute=4, per_day=500))
+    facts = await enricher.enrich(obs(hashes=HASHES[:5]))
+    assert len(vendor.calls) == 4
+    pending = [key for key, value in facts.items() if value == {"pending": True}]
+    answered = [key for key, value in facts.items() if value == {"verdict": "clean"}]
+    assert (len(pending), len(answered)) == (1, 4)
+    [row] = await deferred_rows(db)
+    assert f"hash:{row.value}" == pending[0]
+    assert row.not_before.replace(tzinfo=UTC) == datetime(2026, 3, 2, 10, 1, tzinfo=UTC)
+    # the same value again while it waits: still pending, still one row, no call
+    assert (await enricher.enrich(obs(hashes=[row.value]))) == {pending[0]: {"pending": True}}
+    assert len(vendor.calls) == 4 and len(await deferred_rows(db)) == 1
+
+
+async def test_a_429_defers_and_blocks_the_provider(
+    db: Database, clock: Clock, sleeps: Sleeps
+) -> None:
+    vendor = ReputationLookup({HASHES[0]: {"verdict": "clean"}})
+    vendor.rate_limited, vendor.retry_after = 1, 120
+    enricher = wrap(vendor, db, clock, sleeps)
+    facts = await enricher.enrich(obs(hashes=[HASHES[0]]))
+    assert facts == {f"hash:{HASHES[0]}": {"pending": True}}
+    [row] = await deferred_rows(db)
+    assert row.not_before.replace(tzinfo=UTC) == clock.now + timedelta(seconds=120)
+    # until then nothing is sent to the provider, from any lookup of it
+    await enricher.enrich(obs(hashes=[HASHES[1]]))
+    assert vendor.calls == [("hash", HASHES[0])]
+    assert sleeps.waits == []  # a 429 is not retried in a loop
+    assert enricher.breaker.failures == 0  # nor counted as the provider failing
+    clock.advance(121)
+    assert await enricher.enrich(obs(hashes=[HASHES[1]])) == {f"hash:{HASHES[1]}": {"found": False}}
+
+
+async def test_a_zero_ttl_is_never_cached(db: Database, clock: Clock, sleeps: Sleeps) -> None:
+    vendor = ReputationLookup({HASHES[0]: {"verdict": "clean"}})
+    rules: Policy = policy(ttl=0)
+    enricher = wrap(vendor, db, clock, sleeps, rules)
+    await enricher.enrich(obs(hashes=[HASHES[0]]))
+    await enricher.enrich(obs(hashes=[HASHES[0]]))
+    assert len(vendor.calls) == 2
