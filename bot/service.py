@@ -21,6 +21,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import db as database
 from pipeline import sources
+from pipeline.deferred import run_deferred
 from pipeline.locks import singleton
 from pipeline.plugins import Detector, Source
 from pipeline.policy import load_policy
@@ -63,6 +64,17 @@ async def poll_source(
         )
 
 
+async def run_deferred_safely(pipeline: Pipeline) -> None:
+    """Finish lookups that waited for quota; a failure is logged and retried next time."""
+    try:
+        answered = await run_deferred(pipeline)
+    except Exception:
+        log.exception("deferred lookups failed")
+        return
+    if answered:
+        log.info("answered %d deferred lookups", answered)
+
+
 REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
 
 
@@ -78,10 +90,11 @@ async def serve(settings: Settings) -> None:
     policy = load_policy(settings.config)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     wiring = Wiring(settings, policy, http=http)
-    detectors, enrichers, responders = wiring.detectors(), wiring.enrichers(), wiring.responders()
+    detectors, responders = wiring.detectors(), wiring.responders()
     polled = wiring.sources()
     await asyncio.to_thread(database.upgrade, settings.database_url)
     db = database.Database(settings.database_url)
+    enrichers = wiring.enrichers(db)
     client = web_client(settings)
     assert settings.slack_channel is not None
     pipeline = Pipeline(
@@ -108,6 +121,15 @@ async def serve(settings: Settings) -> None:
     scheduler = AsyncIOScheduler()
     # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
     scheduler.add_job(pipeline.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    scheduler.add_job(
+        run_deferred_safely,
+        "interval",
+        seconds=policy.lookups.deferred_interval_seconds,
+        id="deferred-lookups",
+        args=(pipeline,),
+        max_instances=1,
+        coalesce=True,
+    )
     for source, detector, interval in polled:
         scheduler.add_job(
             poll_source,

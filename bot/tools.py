@@ -49,7 +49,7 @@ async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) ->
     wiring = Wiring(settings, policy)
     db = database.Database(settings.database_url)
     try:
-        pipeline = Pipeline(db=db, policy=policy, enrichers=wiring.enrichers())
+        pipeline = Pipeline(db=db, policy=policy, enrichers=wiring.enrichers(db))
         report = await investigate(pipeline, kind=kind, value=value)
     finally:
         await db.dispose()

@@ -13,15 +13,19 @@ from pydantic import SecretStr
 from bot.settings import Settings
 from bot.webhook_auth import DetectorAuth, Signature
 from integrations import load_all
+from pipeline.db import Database
 from pipeline.errors import ConfigError
+from pipeline.lookups import lookup_enrichers
 from pipeline.plugins import (
     Context,
     Detector,
     Enricher,
+    Lookup,
     Responder,
     Source,
     detectors,
     enrichers,
+    lookups,
     responders,
     sources,
 )
@@ -133,14 +137,29 @@ class Wiring:
             built.append((source, detector, rules.interval_seconds))
         return built
 
-    def enrichers(self) -> list[Enricher]:
+    def enrichers(self, db: Database) -> list[Enricher]:
+        """The policy's enrichers: the directory, and lookups wrapped with the cache,
+        quotas, circuit breakers and privacy screen (``pipeline/lookups.py``)."""
         built: list[Enricher] = []
+        indicator_lookups: list[Lookup] = []
         for name in self.policy.enrichers:
-            factory = enrichers.get(name)
-            if name == "active_directory":
-                built.append(factory(self.directory))
+            options = self.policy.enricher_options.get(name, {})
+            if name in lookups:
+                factory: Any = lookups.get(name)
+                try:
+                    indicator_lookups.append(
+                        factory.from_options(options=options, context=self.context)
+                    )
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ConfigError(f"enricher_options.{name}: {exc}") from None
+            elif name == "active_directory":
+                built.append(enrichers.get(name)(self.directory))
+            elif name == "static_directory":
+                built.append(enrichers.get(name)(options.get("users", {})))
             else:
-                raise ConfigError(f"enricher {name!r} cannot be configured by fido serve yet")
+                enrichers.get(name)  # unknown names: a ConfigError listing the known ones
+                raise ConfigError(f"enricher {name!r} cannot be configured by fido serve")
+        built.extend(lookup_enrichers(indicator_lookups, db=db, policy=self.policy))
         return built
 
     def responders(self) -> dict[str, Responder]:

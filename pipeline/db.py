@@ -72,6 +72,14 @@ def upgrade(url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["fido_url"] = sync_url(url)
     command.upgrade(config, revision)
+    if is_sqlite(url):
+        # switch the file to WAL once, here, rather than racing from many first connections
+        from sqlalchemy import create_engine
+
+        engine = create_engine(sync_url(url))
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        engine.dispose()
 
 
 class Database:

@@ -61,6 +61,11 @@ def is_degraded(enrichment: dict[str, Any]) -> bool:
 def facts_for(enrichment: dict[str, Any], key: str) -> dict[str, Any]:
     """All enrichers' facts about one observable key, merged."""
     combined: dict[str, Any] = {}
+    found = False
     for result in enrichment.values():
-        combined.update(result.get("facts", {}).get(key, {}))
+        facts = result.get("facts", {}).get(key, {})
+        combined.update(facts)
+        found = found or facts.get("found") is True
+    if found:  # one source knowing the value beats another not knowing it
+        combined["found"] = True
     return combined

@@ -202,6 +202,8 @@ class Policy(_Strict):
     allow_privileged_targets: bool = False
     max_auto_actions_per_hour: int = Field(default=5, ge=0)
     dry_run: bool = False
+    # per enricher: what its from_options takes, e.g. {virustotal: {api_key_env: VT_API_KEY}}
+    enricher_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     lookups: LookupsPolicy = Field(default_factory=LookupsPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     allowlist: Allowlist = Field(default_factory=Allowlist)

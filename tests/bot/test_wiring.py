@@ -94,3 +94,51 @@ def test_directory_settings_reach_the_ad_client(tmp_path: Path) -> None:
     missing_ca = settings.model_copy(update={"ad_ca_file": tmp_path / "nope.pem"})
     with pytest.raises(ConfigError, match="FIDO_AD_"):
         Wiring(missing_ca, Policy(), environ={}).directory  # noqa: B018
+
+
+async def test_policy_lookups_are_built_wrapped_and_screened(db) -> None:  # type: ignore[no-untyped-def]
+    """virustotal from the policy, with its key from the environment, behind the privacy
+    screen and cache: only the public IP reaches the (documented-shape) API, once."""
+    import httpx
+
+    from integrations.enrichers.virustotal import VirusTotalLookup
+    from pipeline.lookups import LookupEnricher
+    from pipeline.observables import Observables
+    from tests.integrations.enrichers.external.vendor import payload
+
+    seen: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=payload("virustotal/ip_address.json"))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(api)) as http:
+        policy = Policy.model_validate(
+            {
+                "enrichers": ["virustotal"],
+                "enricher_options": {"virustotal": {"api_key_env": "VT_KEY"}},
+                "privacy": {"internal_domains": ["corp.example"]},
+            }
+        )
+        built = Wiring(
+            Settings(_env_file=None),
+            policy,
+            environ={"VT_KEY": "k-1"},  # type: ignore[call-arg]
+            http=http,
+        ).enrichers(db)
+        [enricher] = built
+        assert isinstance(enricher, LookupEnricher)
+        assert isinstance(enricher.lookup, VirusTotalLookup)
+        observables = Observables(
+            ips=["10.1.2.3", "8.8.8.8"], domains=["intranet.corp.example"]
+        )
+        first = await enricher.enrich(observables)
+        again = await enricher.enrich(observables)
+    assert [r.url.path for r in seen] == ["/api/v3/ip_addresses/8.8.8.8"]
+    assert seen[0].headers["x-apikey"] == "k-1"
+    assert first["ip:10.1.2.3"] == {"withheld": "internal"}
+    assert first["domain:intranet.corp.example"] == {"withheld": "internal"}
+    assert first["ip:8.8.8.8"] == again["ip:8.8.8.8"]
+    assert "verdict" in first["ip:8.8.8.8"]
+    with pytest.raises(ConfigError, match="VT_KEY is not set"):
+        Wiring(Settings(_env_file=None), policy, environ={}).enrichers(db)  # type: ignore[call-arg]

@@ -129,7 +129,7 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
     pipeline = Pipeline(
         db=db,
         policy=Policy(),
-        enrichers=wiring.enrichers(),
+        enrichers=wiring.enrichers(db),
         responders=responders,
         notifier=SlackNotifier(client, channel=CHANNEL, labels=wiring.labels(responders)),
         approvers=settings.approvers,

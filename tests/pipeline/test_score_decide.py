@@ -153,3 +153,13 @@ def test_one_account_in_several_forms_scores_and_is_proposed_once() -> None:
 @pytest.mark.parametrize("form", ["CORP\\Administrator", "administrator@corp.test", "KRBTGT"])
 def test_protected_accounts_match_in_every_form(form: str) -> None:
     assert Policy().is_protected(form)
+
+
+def test_a_source_not_knowing_a_user_does_not_hide_the_directory_knowing_it() -> None:
+    from pipeline.enrich import facts_for
+
+    enrichment = {
+        "directory": {"status": "ok", "facts": {"user:alice": {"found": True, "title": "CFO"}}},
+        "other": {"status": "ok", "facts": {"user:alice": {"found": False}}},
+    }
+    assert facts_for(enrichment, "user:alice") == {"found": True, "title": "CFO"}
