@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.slack.facts import fact_sections
 from bot.slack.ids import ActionId, ButtonValue, action_id_for
 from bot.slack.text import (
     BUTTON_MAX,
@@ -51,8 +52,8 @@ from pipeline.models import Action, ActionStatus, Decision, Incident
 __all__ = ["card_text", "incident_card", "render_text"]
 
 TARGET_MAX = 255  # Action.target's column size: longer proposals cannot be acted on
-MAX_FACT_RECORDS, MAX_ACTIONS, MAX_PROPOSALS, MAX_PER_KIND = 6, 10, 10, 10
-# Worst case: 5 top + 7 facts + 2 decision + 21 actions + 11 proposals = 46 ≤ MAX_BLOCKS.
+MAX_ACTIONS, MAX_PROPOSALS, MAX_PER_KIND = 10, 10, 10
+# Worst case: 5 top + 6 facts + 2 decision + 21 actions + 11 proposals = 45 ≤ MAX_BLOCKS.
 
 SEVERITY_EMOJI: dict[str, str] = {
     "informational": "ℹ️", "low": "🔵", "medium": "🟡", "high": "🟠", "critical": "🔴",
@@ -71,11 +72,6 @@ DECISION_TEXT: dict[str, str] = {
 OBSERVABLE_KINDS = (
     ("users", "Users"), ("hosts", "Hosts"), ("ips", "IPs"),
     ("hashes", "Hashes"), ("domains", "Domains"), ("urls", "URLs"),
-)  # fmt: skip
-USER_FACTS = (
-    ("display_name", "Name"), ("account", "Account"), ("title", "Title"),
-    ("department", "Department"), ("manager_name", "Manager"), ("mail", "Mail"),
-    ("groups", "Groups"), ("disabled", "Disabled"), ("privileged", "Privileged"),
 )  # fmt: skip
 
 
@@ -146,35 +142,6 @@ def _observables(incident: Incident) -> SectionBlock | None:
             more = f" +{len(values) - MAX_PER_KIND} more" if len(values) > MAX_PER_KIND else ""
             lines.append(f"*{title}:* {shown}{more}")
     return _section("*Observables*\n" + "\n".join(lines)) if lines else None
-
-
-def _facts(incident: Incident) -> list[SectionBlock]:
-    """One section per (observable, enricher) record of facts; users in a fixed order."""
-    records = [
-        (key, enricher, facts)
-        for enricher, result in incident.enrichment.items()
-        if isinstance(result, dict) and result.get("status") == "ok"
-        for key, facts in (result.get("facts") or {}).items()
-        if isinstance(facts, dict)
-    ]
-    records.sort(key=lambda r: not r[0].startswith("user:"))  # users first, order kept
-    blocks = []
-    for key, enricher, facts in records[:MAX_FACT_RECORDS]:
-        kind, _, value = key.partition(":")
-        heading = f"*{escape(kind.capitalize())}* {code(value)} _({escape(enricher)})_"
-        if facts.get("found") is False:
-            blocks.append(_section(f"{heading}: not found"))
-            continue
-        pairs = (
-            [(label, facts.get(name)) for name, label in USER_FACTS]
-            if kind == "user"
-            else [(escape(name), v) for name, v in facts.items() if name != "found"]
-        )
-        fields = [f"*{label}:* {_fact_value(v)}" for label, v in pairs if v not in (None, "")]
-        blocks.append(_section(heading, fields))
-    if len(records) > MAX_FACT_RECORDS:
-        blocks.append(_section(f"_…and {len(records) - MAX_FACT_RECORDS} more records_"))
-    return blocks
 
 
 def _decision(incident: Incident) -> SectionBlock | None:
@@ -309,7 +276,7 @@ def incident_card(
         _score(incident),
         _degraded(incident),
         _observables(incident),
-        *_facts(incident),
+        *fact_sections(incident.enrichment),
         DividerBlock(),
         _decision(incident),
     ]

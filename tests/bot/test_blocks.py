@@ -115,7 +115,7 @@ def test_card_shows_score_observables_facts_and_decision() -> None:
     for fact in ("Alice Example", "Accountant", "Finance", "Bob Boss", "alice@example.com"):
         assert fact in text
     assert "*Groups:* Domain Users, Finance, VPN" in text
-    assert "*os:* Windows 11" in text
+    assert "*OS:* Windows 11" in text
     assert "Approval needed — Score 80 is at or above" in text
     assert "<!date^1767323040^{date_short_pretty} {time}|2026-01-02 03:04 UTC>" in text
     assert "Enrichment incomplete" not in text
@@ -294,3 +294,47 @@ def test_button_value_is_frozen_and_strict() -> None:
         ButtonValue.model_validate_json('{"incident_id": "x", "responder": "r", "target": "t"}')
     with pytest.raises(ValueError, match="2000"):
         ButtonValue(incident_id=1, responder="r", target="t" * 2000).dump()
+
+
+def test_card_shows_verdicts_with_links_host_owner_and_pending_or_withheld() -> None:
+    from bot.slack.facts import fact_sections
+
+    enrichment = {
+        "active_directory": {
+            "status": "ok",
+            "error": None,
+            "facts": {
+                "user:alice": {"found": True, "display_name": "Alice", "manager_name": "Bob Boss"},
+                "host:pc-1": {"found": True, "os": "Windows 11", "ou": "Workstations/Finance"},
+            },
+        },
+        "asset_inventory": {
+            "status": "ok",
+            "error": None,
+            "facts": {"host:pc-1": {"owner": "Finance", "criticality": "crown-jewel"}},
+        },
+        "virustotal": {
+            "status": "ok",
+            "error": None,
+            "facts": {
+                "hash:44d88612fea8a8f36de82e1278abb02f": {
+                    "verdict": "malicious",
+                    "detection_ratio": "60/70",
+                    "permalink": "https://www.virustotal.com/gui/file/44d88612fea8a8f36de82e1278abb02f",
+                },
+                "ip:8.8.8.8": {"pending": True},
+                "ip:10.0.0.5": {"withheld": "internal"},
+                "domain:evil.test": {"verdict": "clean", "permalink": "javascript:alert(1)|x"},
+            },
+        },
+    }
+    text = json.dumps([b.to_dict() for b in fact_sections(enrichment)])
+    assert "Bob Boss" in text and "Workstations/Finance" in text
+    assert "*Owner:* Finance" in text and "*Criticality:* crown-jewel" in text
+    assert (
+        "<https://www.virustotal.com/gui/file/44d88612fea8a8f36de82e1278abb02f|virustotal>" in text
+    )
+    assert "*malicious*, detections 60/70" in text
+    assert "pending (waiting for the provider's quota)" in text
+    assert "not sent (internal value)" in text
+    assert "javascript" not in text  # only plain https links become links
