@@ -1,7 +1,8 @@
 """``fido demo``: the real pipeline on bundled sample alerts — no Slack, no network.
 
 A temporary SQLite database, the ``generic`` detector, an in-memory directory standing in
-for Active Directory, and the ``log_only`` responder standing in for a real one. Each
+for Active Directory, the bundled asset inventory (``samples/assets.csv``), and the
+``log_only`` responder standing in for a real one. Each
 incident is printed with its score breakdown, its decision and its card as text; then a
 demo approver approves the first proposal, so the updated card can be seen too.
 """
@@ -20,8 +21,9 @@ from bot.slack.blocks import incident_card, render_text
 from integrations import load_all
 from pipeline import db as database
 from pipeline.ingest import ingest
+from pipeline.lookups import lookup_enrichers
 from pipeline.models import Action, Incident
-from pipeline.plugins import detectors, enrichers, responders
+from pipeline.plugins import detectors, enrichers, lookups, responders
 from pipeline.policy import ActionPolicy, Policy
 from pipeline.worker import Pipeline
 
@@ -86,10 +88,16 @@ async def run_demo(out: TextIO) -> int:
         policy = Policy(actions=[ActionPolicy(responder="log_only")], enrichers=[])
         responder = responders.get("log_only")()
         labels = {"log_only": responder.label}
+        inventory = lookups.get("asset_inventory")(
+            path=str(resources.files("bot") / "samples" / "assets.csv")
+        )
         pipeline = Pipeline(
             db=db,
             policy=policy,
-            enrichers=[enrichers.get("static_directory")(DIRECTORY)],
+            enrichers=[
+                enrichers.get("static_directory")(DIRECTORY),
+                *lookup_enrichers([inventory], db=db, policy=policy),
+            ],
             responders={"log_only": responder},
             approvers=[DEMO_APPROVER],
         )

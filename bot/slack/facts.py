@@ -36,7 +36,8 @@ VERDICT_EMOJI = {"malicious": "🔴", "suspicious": "🟠", "clean": "🟢"}
 HEADLINES = (
     ("detection_ratio", "detections"), ("abuse_confidence", "abuse confidence"),
     ("classification", "GreyNoise"), ("threat_level", "MISP threat level"),
-    ("popular_threat_label", "label"),
+    ("popular_threat_label", "label"), ("owner", "owner"), ("criticality", "criticality"),
+    ("zone", "zone"), ("assigned_user", "assigned to"),
 )  # fmt: skip
 STATES = ("pending", "withheld", "allowlisted", "error")
 
@@ -115,12 +116,14 @@ def _indicator_line(key: str, source: str, facts: Mapping[str, Any]) -> str:
     state = _state(facts)
     if state is not None:
         return f"• {escape(kind)} {code(value)} — {where}: {state}"
-    verdict = str(facts.get("verdict") or "no verdict")
-    parts = [f"{VERDICT_EMOJI.get(verdict, '⚪')} *{escape(verdict)}*"]
+    parts = []
+    if facts.get("verdict"):
+        verdict = str(facts["verdict"])
+        parts.append(f"{VERDICT_EMOJI.get(verdict, '⚪')} *{escape(verdict)}*")
     for name, label in HEADLINES:
         if facts.get(name) not in (None, ""):
             parts.append(f"{label} {_value(facts[name])}")
-    return f"• {escape(kind)} {code(value)} — {where}: " + ", ".join(parts)
+    return f"• {escape(kind)} {code(value)} — {where}: " + (", ".join(parts) or "known")
 
 
 def fact_sections(enrichment: Mapping[str, Any]) -> list[SectionBlock]:
