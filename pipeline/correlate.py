@@ -1,5 +1,9 @@
 """Correlate: an event joins an open incident that shares a user or host with it within
-the policy's window; otherwise it opens a new incident."""
+the policy's window; otherwise it opens a new incident.
+
+Each incident's users (by account, so ``alice``, ``CORP\\alice`` and ``alice@corp`` are one)
+and hosts are kept as rows of ``incident_key``, so finding the incident to join is one
+indexed query however many incidents are open."""
 
 from __future__ import annotations
 
@@ -8,16 +12,17 @@ from datetime import timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline.models import Event, Incident, IncidentStatus, Severity, utcnow
+from pipeline.models import Event, Incident, IncidentKey, IncidentStatus, Severity, utcnow
 from pipeline.observables import Observables, account_name
 
 _RANK = {s.value: i for i, s in enumerate(Severity)}
 
 
 def _keys(observables: Observables) -> set[str]:
-    return {f"user:{account_name(u)}" for u in observables.users} | {
+    keys = {f"user:{account_name(u)}" for u in observables.users} | {
         f"host:{h.casefold()}" for h in observables.hosts
     }
+    return {k[:320] for k in keys}
 
 
 async def correlate(*, session: AsyncSession, event: Event, window: timedelta) -> Incident:
@@ -26,18 +31,19 @@ async def correlate(*, session: AsyncSession, event: Event, window: timedelta) -
     wanted = _keys(observables)
     incident: Incident | None = None
     if wanted and window > timedelta(0):
-        recent = await session.exec(
-            select(Incident)
-            .where(
-                Incident.status == IncidentStatus.open.value,
-                col(Incident.updated_at) >= utcnow() - window,
+        incident = (
+            await session.exec(
+                select(Incident)
+                .join(IncidentKey, col(IncidentKey.incident_id) == col(Incident.id))
+                .where(
+                    col(IncidentKey.key).in_(wanted),
+                    Incident.status == IncidentStatus.open.value,
+                    col(Incident.updated_at) >= utcnow() - window,
+                )
+                .order_by(col(Incident.updated_at).desc())
+                .limit(1)
             )
-            .order_by(col(Incident.updated_at).desc())
-        )
-        for candidate in recent:
-            if wanted & _keys(Observables.model_validate(candidate.observables)):
-                incident = candidate
-                break
+        ).first()
     if incident is None:
         incident = Incident(title=event.title, severity=event.severity)
         session.add(incident)
@@ -50,6 +56,18 @@ async def correlate(*, session: AsyncSession, event: Event, window: timedelta) -
     incident.observables = merged.model_dump()
     incident.event_count += 1
     incident.updated_at = utcnow()
+    known = set(
+        (
+            await session.exec(
+                select(IncidentKey.key).where(
+                    IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(wanted)
+                )
+            )
+        ).all()
+    )
+    assert incident.id is not None
+    for key in sorted(wanted - known):
+        session.add(IncidentKey(key=key, incident_id=incident.id))
     event.incident_id = incident.id
     session.add(event)
     session.add(incident)

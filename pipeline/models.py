@@ -253,3 +253,13 @@ class LookupWaiter(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class IncidentKey(SQLModel, table=True):
+    """What an incident can be joined by (``user:alice``, ``host:pc-1``): correlation looks
+    keys up by index instead of reading every open incident."""
+
+    __tablename__ = "incident_key"
+
+    key: str = Field(primary_key=True, max_length=320)
+    incident_id: int = Field(foreign_key="incident.id", primary_key=True, index=True)
