@@ -66,7 +66,8 @@ def parse(
     try:
         typer.echo(tools.parse(_settings(), detector, body))
     except ParseError as exc:
-        typer.echo(f"fido: {detector}: {exc}".replace("\n", " "), err=True)
+        reason = str(exc).removeprefix(f"{detector}: ")
+        typer.echo(f"fido: {detector}: {reason}".replace("\n", " "), err=True)
         raise typer.Exit(1) from None
 
 

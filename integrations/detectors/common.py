@@ -34,6 +34,15 @@ from pipeline.plugins import ParsedEvent
 
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 _ABSENT = {"", "none", "null", "n/a", "na", "-", "--", "unknown", "(null)"}
+# Windows' built-in and virtual account "domains": never a person to contain
+_VIRTUAL_DOMAINS = (
+    "NT AUTHORITY\\",
+    "NT SERVICE\\",
+    "WINDOW MANAGER\\",
+    "FONT DRIVER HOST\\",
+    "IIS APPPOOL\\",
+    "NT VIRTUAL MACHINE\\",
+)
 _SYSTEM_ACCOUNTS = {"system", "local service", "network service", "anonymous logon"}
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -161,7 +170,7 @@ class ObservableBuilder:
         if name is None:
             return
         bare = name.rsplit("\\", 1)[-1]
-        if name.upper().startswith("NT AUTHORITY\\") or bare.lower() in _SYSTEM_ACCOUNTS:
+        if name.upper().startswith(_VIRTUAL_DOMAINS) or bare.lower() in _SYSTEM_ACCOUNTS:
             return
         if bare.endswith("$"):  # a computer account
             return

@@ -66,3 +66,22 @@ def test_a_record_too_deep_to_serialise_is_a_parse_error() -> None:
         except ParseError as exc:
             outcomes.add("too deep" if "nested too deeply" in str(exc) else "shape")
     assert outcomes == {"too deep", "shape", "parsed"}
+
+
+def test_builtin_and_virtual_windows_accounts_are_never_users() -> None:
+    from integrations.detectors.common import ObservableBuilder
+
+    found = ObservableBuilder()
+    for name in (
+        "NT AUTHORITY\\SYSTEM",
+        "NT SERVICE\\MSSQLSERVER",
+        "Window Manager\\DWM-1",
+        "Font Driver Host\\UMFD-0",
+        "IIS APPPOOL\\DefaultAppPool",
+        "CORP\\WS-42$",
+        "LOCAL SERVICE",
+        "CORP\\alice",
+        "bob@corp.example",
+    ):
+        found.user(name)
+    assert found.build().users == ["CORP\\alice", "bob@corp.example"]
