@@ -53,6 +53,7 @@ from integrations.sources.http_retry import (
     parse_retry_after,
     positive_int,
     send,
+    source_options,
     vendor_message,
 )
 from pipeline.errors import ConfigError, IntegrationError
@@ -134,17 +135,22 @@ class CrowdStrikeAlertsSource:
         context: Context,
         retry: RetryPolicy | None = None,
     ) -> CrowdStrikeAlertsSource:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-        settings = dict(options)
-        secret_env = settings.pop("client_secret_env", None)
-        if not isinstance(secret_env, str) or not secret_env:
-            raise ConfigError(f"sources.{name}: client_secret_env is required")
-        if "client_id" not in settings:
-            raise ConfigError(f"sources.{name}: client_id is required")
-        secret = SecretStr(context.secret(secret_env))
-        return cls(name, detector, http=context.http, client_secret=secret, retry=retry, **settings)
+        settings, secret = source_options(
+            name,
+            options,
+            allowed=_OPTIONS,
+            secret_env_key="client_secret_env",
+            required={"client_id": "client_id"},
+            environ_secret=context.secret,
+        )
+        return cls(
+            name,
+            detector,
+            http=context.http,
+            client_secret=SecretStr(secret),
+            retry=retry,
+            **settings,
+        )
 
     def __repr__(self) -> str:
         return f"CrowdStrikeAlertsSource({self.name!r}, {self.base_url!r})"

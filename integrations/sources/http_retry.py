@@ -50,6 +50,31 @@ Sleep = Callable[[float], Awaitable[None]]
 RetryAfter = Callable[[httpx.Response], float | None]
 
 
+def source_options(
+    name: str,
+    options: Mapping[str, Any],
+    *,
+    allowed: Iterable[str],
+    secret_env_key: str,
+    required: Mapping[str, str],
+    environ_secret: Callable[[str], str],
+) -> tuple[dict[str, Any], str]:
+    """Check a poller's options; return (the other options, the secret read from the
+    environment variable named by ``secret_env_key``). ``required`` maps each required
+    option to how to describe it in the error."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
+    settings = dict(options)
+    secret_env = settings.pop(secret_env_key, None)
+    if not isinstance(secret_env, str) or not secret_env:
+        raise ConfigError(f"sources.{name}: {secret_env_key} is required")
+    for key, what in required.items():
+        if key not in settings:
+            raise ConfigError(f"sources.{name}: {what} is required")
+    return settings, environ_secret(secret_env)
+
+
 def check_base_url(name: str, value: Any) -> str:
     """A vendor API's base URL: https (plain http only to loopback, for local proxies)."""
     try:

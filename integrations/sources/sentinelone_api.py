@@ -44,6 +44,7 @@ from integrations.sources.http_retry import (
     iso_timestamp,
     positive_int,
     send,
+    source_options,
     vendor_message,
 )
 from pipeline.errors import ConfigError, IntegrationError
@@ -107,17 +108,17 @@ class SentinelOneThreatsSource:
         context: Context,
         retry: RetryPolicy | None = None,
     ) -> SentinelOneThreatsSource:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-        settings = dict(options)
-        token_env = settings.pop("api_token_env", None)
-        if not isinstance(token_env, str) or not token_env:
-            raise ConfigError(f"sources.{name}: api_token_env is required")
-        if "base_url" not in settings:
-            raise ConfigError(f"sources.{name}: base_url (the console URL) is required")
-        token = SecretStr(context.secret(token_env))
-        return cls(name, detector, http=context.http, api_token=token, retry=retry, **settings)
+        settings, token = source_options(
+            name,
+            options,
+            allowed=_OPTIONS,
+            secret_env_key="api_token_env",
+            required={"base_url": "base_url (the console URL)"},
+            environ_secret=context.secret,
+        )
+        return cls(
+            name, detector, http=context.http, api_token=SecretStr(token), retry=retry, **settings
+        )
 
     def __repr__(self) -> str:
         return f"SentinelOneThreatsSource({self.name!r}, {self.base_url!r})"
