@@ -122,3 +122,41 @@ def test_serve_takes_an_alert_posts_a_card_and_stops_on_sigterm(
     assert process.returncode == 0, output
     assert "shutting down" in output
     assert fake_slack.token not in output and "serve-secret" not in output
+
+
+def test_serve_tails_a_log_source_on_its_schedule(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    log_file = tmp_path / "alerts.jsonl"
+    log_file.write_text("")
+    policy = tmp_path / "fido.yml"
+    policy.write_text(
+        "enrichers: []\nactions: [{responder: log_only}]\n"
+        "sources:\n  tail:\n    type: logfile\n    detector: generic\n    interval_seconds: 0.5\n"
+        f"    options: {{path: {json.dumps(str(log_file))}}}\n"
+    )
+    env = clean_env(
+        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
+        FIDO_CONFIG=str(policy),
+        FIDO_HTTP_PORT=str(free_port()),
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        FIDO_SLACK_CHANNEL="C0TAIL",
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET="tail-secret",
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    process = fido("serve", env=env, cwd=tmp_path)
+    try:
+        time.sleep(1)
+        with log_file.open("a") as handle:
+            handle.write(json.dumps({"id": "t-1", "title": "Tailed alert", "severity": "low"}))
+            handle.write("\n")
+        deadline = time.monotonic() + 30
+        while not fake_slack.calls("chat.postMessage"):
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the tailed alert was never posted"
+            time.sleep(0.1)
+        [post] = fake_slack.calls("chat.postMessage")
+        assert "Tailed alert" in post["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
