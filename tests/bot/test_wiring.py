@@ -129,9 +129,7 @@ async def test_policy_lookups_are_built_wrapped_and_screened(db) -> None:  # typ
         [enricher] = built
         assert isinstance(enricher, LookupEnricher)
         assert isinstance(enricher.lookup, VirusTotalLookup)
-        observables = Observables(
-            ips=["10.1.2.3", "8.8.8.8"], domains=["intranet.corp.example"]
-        )
+        observables = Observables(ips=["10.1.2.3", "8.8.8.8"], domains=["intranet.corp.example"])
         first = await enricher.enrich(observables)
         again = await enricher.enrich(observables)
     assert [r.url.path for r in seen] == ["/api/v3/ip_addresses/8.8.8.8"]
