@@ -149,6 +149,7 @@ async def serve(settings: Settings) -> None:
 
         assert settings.slack_app_token is not None
         socket_handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+        log.info("connecting to Slack in Socket Mode")
         await socket_handler.connect_async()
         log.info("connected to Slack in Socket Mode")
     server = _Server(
