@@ -1,4 +1,4 @@
-"""The HTTP side of ``fido serve``: detector webhooks, Slack's HTTP mode, health.
+"""The HTTP side of ``fido serve``: detector webhooks, Slack's HTTP mode, health, metrics.
 
 ``POST /webhooks/{detector}`` answers 202 only once the alert is committed to the
 database; every refusal is a 4xx with a JSON ``detail`` saying why, and stores nothing.
@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 
+from bot import metrics as prometheus
 from bot.slack import http as slack_http
 from bot.webhook_auth import DetectorAuth, authenticate, check_signature
 from pipeline import deadletters
@@ -108,6 +109,10 @@ def build_http_app(
             log.error("health check: database unreachable: %s", exc)
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(await prometheus.render(db), media_type=prometheus.CONTENT_TYPE)
 
     if bolt is not None:
 

@@ -116,3 +116,15 @@ async def test_no_token_configured_refuses_everyone(db: Database) -> None:
 async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_metrics_count_what_is_stored(client: httpx.AsyncClient) -> None:
+    await client.post("/webhooks/generic", content=b'{"id": "m1", "title": "x"}', headers=AUTH)
+    await client.post("/webhooks/generic", content=b"{broken", headers=AUTH)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert 'fido_events{status="pending"} 1.0' in lines
+    assert 'fido_dead_letters{status="pending"} 1.0' in lines
+    assert "fido_deferred_lookups 0.0" in lines
