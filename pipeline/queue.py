@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
 
 from pipeline.db import Database
@@ -82,6 +82,8 @@ async def fail(db: Database, *, event_id: int, error: str, retry: bool = True) -
 async def pending_count(db: Database) -> int:
     async with db.session() as session:
         rows = await session.exec(
-            select(Event.id).where(col(Event.status).in_(["pending", "processing"]))
+            select(func.count())
+            .select_from(Event)
+            .where(col(Event.status).in_(["pending", "processing"]))
         )
-        return len(rows.all())
+        return int(rows.one())

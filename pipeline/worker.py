@@ -119,7 +119,7 @@ class Pipeline:
                 lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
             )
             incident.score, incident.score_breakdown = score(incident, self.policy)
-            auto_count = await act.auto_actions_since(self.db)
+            auto_count = await self._auto_actions_last_hour()
             verdict = decide(
                 incident, self.policy, self.responders, auto_actions_last_hour=auto_count
             )
@@ -178,7 +178,7 @@ class Pipeline:
                 return None
             before = Decision(incident.decision) if incident.decision else None
             incident.score, incident.score_breakdown = score(incident, self.policy)
-            auto_count = await act.auto_actions_since(self.db)
+            auto_count = await self._auto_actions_last_hour()
             verdict = decide(
                 incident, self.policy, self.responders, auto_actions_last_hour=auto_count
             )
@@ -217,6 +217,12 @@ class Pipeline:
         if incident.decision != Decision.record.value or incident.slack_ts:
             await self.publish(incident)
         return incident
+
+    async def _auto_actions_last_hour(self) -> int:
+        """The blast-radius count, read only when automatic action is enabled at all."""
+        if self.policy.thresholds.auto_act is None:
+            return 0
+        return await act.auto_actions_since(self.db)
 
     async def publish(self, incident: Incident) -> None:
         """Post or update the incident's card; a notifier failure is logged, not fatal."""

@@ -21,10 +21,10 @@ that wrote the log (UTC by default).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime
 
 from integrations.detectors.common import SEVERITIES, ObservableBuilder, fingerprint, log_lines
+from integrations.detectors.network import syslog_time, zone
 from pipeline.errors import ConfigError, ParseError
 from pipeline.plugins import ParsedEvent, detectors
 
@@ -40,16 +40,6 @@ _LINE = re.compile(
     r"(?:\((?P<hash>[0-9A-Fa-f]{32,64}):(?P<size>\d+)\))? FOUND$"
 )
 _INSTREAM = re.compile(r"^instream\((?P<client>.*?)(?:@\d+)?\)$")
-
-
-def zone(name: str) -> tzinfo:
-    """The time zone ``name`` (e.g. "Europe/Paris"); ConfigError when unknown."""
-    if name.upper() == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {name!r}") from None
 
 
 def _severity(value: str, detector: str) -> str:
@@ -114,14 +104,3 @@ class ClamAVDetector:
         except ValueError:
             return None
         return None
-
-
-def syslog_time(value: str, where: tzinfo) -> datetime:
-    """A syslog time ("Nov 28 01:02:03") in the most recent year that is not in the
-    future (a log read in January still holds December's lines)."""
-    now = datetime.now(where)
-    parsed = datetime.strptime(f"{now.year} {value}", "%Y %b %d %H:%M:%S")
-    moment = parsed.replace(tzinfo=where)
-    if moment > now + timedelta(days=1):
-        moment = moment.replace(year=now.year - 1)
-    return moment.astimezone(UTC)

@@ -34,7 +34,7 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
-from integrations.detectors.suricata import add_url
+from integrations.detectors.network import add_url
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
 from pipeline.plugins import ParsedEvent, detectors

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.detectors.clamav import syslog_time, zone
 from integrations.detectors.common import (
     SEVERITIES,
     ObservableBuilder,
@@ -33,6 +32,7 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
+from integrations.detectors.network import syslog_time, zone
 from pipeline.errors import ConfigError, ParseError
 from pipeline.plugins import ParsedEvent, detectors
 

@@ -14,14 +14,12 @@ duplicate.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.detectors.common import json_documents, raw_json
+from integrations.detectors.common import fingerprint, json_documents, raw_json
 from pipeline.errors import ConfigError, ParseError
 from pipeline.models import Severity
 from pipeline.observables import Observables
@@ -141,8 +139,7 @@ class GenericDetector:
             values.setdefault(kind, []).extend(found)
         external_id = self._get(item, "id")
         if external_id is None or external_id == "":
-            canonical = json.dumps(item, sort_keys=True, separators=(",", ":"))
-            external_id = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+            external_id = fingerprint(item)
         elif isinstance(external_id, bool) or not isinstance(external_id, str | int):
             raise ParseError("field 'id' must be a string or a number")
         return ParsedEvent(

@@ -41,7 +41,7 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
-from integrations.detectors.suricata import add_host
+from integrations.detectors.network import add_host
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
 from pipeline.plugins import ParsedEvent, detectors

@@ -28,7 +28,6 @@ import csv
 import re
 from datetime import UTC, datetime
 
-from integrations.detectors.clamav import zone
 from integrations.detectors.common import (
     ObservableBuilder,
     fingerprint,
@@ -37,7 +36,7 @@ from integrations.detectors.common import (
     severity,
     timestamp,
 )
-from integrations.detectors.suricata import add_host, add_url, host_kind, url_host
+from integrations.detectors.network import add_host, add_url, host_kind, url_host, zone
 from pipeline.errors import ParseError
 from pipeline.plugins import ParsedEvent, detectors
 

@@ -46,7 +46,7 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
-from integrations.detectors.suricata import add_host, add_url
+from integrations.detectors.network import add_host, add_url
 from pipeline.errors import ParseError
 from pipeline.plugins import ParsedEvent, detectors
 

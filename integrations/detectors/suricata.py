@@ -25,8 +25,6 @@ Suricata 6, 7 and 8), the URL, and the files' names and hashes.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,59 +38,11 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
+from integrations.detectors.network import add_host, add_url
 from pipeline.errors import ParseError
 from pipeline.plugins import ParsedEvent, detectors
 
 SEVERITY = {"1": "high", "2": "medium", "3": "low"}
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+"
-    r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
-)
-
-
-def host_kind(name: str) -> str | None:
-    """``ip`` for an IP literal, ``domain`` for a DNS name with a dot, else None (a bare
-    label such as "intranet", a placeholder, free text)."""
-    name = name.strip().rstrip(".")
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return "domain" if _HOSTNAME.match(name.lower()) else None
-    return "ip"
-
-
-def add_host(found: ObservableBuilder, value: Any, role: str | None = None) -> None:
-    """A network name or address: an IP literal becomes an IP, a DNS name a domain;
-    anything else is left out."""
-    name = (text(value) or "").strip().rstrip(".")
-    kind = host_kind(name) if name else None
-    if kind == "ip":
-        found.ip(name, role)
-    elif kind == "domain":
-        found.domain(name)
-
-
-def url_host(url: str) -> str | None:
-    """The host part of a URL, with or without a scheme ("example.com/x" as firewalls
-    and proxies log it); None when there is none."""
-    rest = url.split("://", 1)[1] if "://" in url else url
-    authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
-    if authority.startswith("["):  # [IPv6]:port
-        return authority[1:].split("]", 1)[0] or None
-    if authority.count(":") == 1:
-        authority = authority.split(":", 1)[0]
-    return authority or None
-
-
-def add_url(found: ObservableBuilder, value: Any, *, domain: bool = True) -> None:
-    """A URL, and (unless ``domain`` is False) the domain or IP it points at."""
-    url = text(value)
-    if url is None:
-        return
-    found.url(url)
-    host = url_host(url)
-    if domain and host:
-        add_host(found, host)
 
 
 def _is_alert(record: Any) -> bool:

@@ -40,7 +40,7 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
-from integrations.detectors.suricata import add_host, add_url, url_host
+from integrations.detectors.network import add_host, add_url, url_host
 from pipeline.errors import ConfigError
 from pipeline.observables import hash_type
 from pipeline.plugins import ParsedEvent, detectors

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from integrations.retry_after import parse_retry_after  # noqa: F401  (re-exported)
 from pipeline.errors import ConfigError, IntegrationError, RateLimited
 from pipeline.plugins import Context
 
@@ -140,28 +140,6 @@ def redact(text: str, secrets: Iterable[SecretStr | str]) -> str:
         if raw:
             text = text.replace(raw, "***")
     return text
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110).
-
-    None when absent or unreadable; never negative.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def epoch_to_iso(value: Any) -> str | None:

@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from integrations.retry_after import parse_retry_after  # noqa: F401  (re-exported)
 from pipeline.errors import ConfigError, IntegrationError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -92,27 +91,6 @@ def positive_int(name: str, key: str, value: Any, *, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise ConfigError(f"sources.{name}: {key} must be a whole number from 1 to {maximum}")
     return value
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP date
-    (RFC 9110 §10.2.3). None when absent or unreadable; never negative."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def vendor_message(response: httpx.Response, secrets: Iterable[str] = ()) -> str:
