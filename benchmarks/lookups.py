@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import db as database
-from pipeline.lookups import lookup_enrichers
+from pipeline.lookups.enricher import lookup_enrichers
 from pipeline.observables import Kind, Observables
 from pipeline.policy import Policy
 

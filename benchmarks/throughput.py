@@ -29,9 +29,9 @@ from bot.demo import DIRECTORY
 from bot.server import build_http_app
 from integrations import load_all
 from pipeline import db as database
+from pipeline.engine import Engine
 from pipeline.plugins import detectors, enrichers, responders
 from pipeline.policy import ActionPolicy, Policy
-from pipeline.worker import Pipeline
 
 
 async def main(count: int) -> None:
@@ -75,14 +75,14 @@ async def main(count: int) -> None:
                 response = await client.post("/webhooks/generic", content=body, headers=headers)
                 assert response.status_code == 202, response.text
             ingest = time.perf_counter() - started
-        pipeline = Pipeline(
+        engine = Engine(
             db=db,
             policy=Policy(actions=[ActionPolicy(responder="log_only")], enrichers=[]),
             enrichers=[enrichers.get("static_directory")(DIRECTORY)],
             responders={"log_only": responders.get("log_only")()},
         )
         started = time.perf_counter()
-        handled = await pipeline.drain()
+        handled = await engine.drain()
         work = time.perf_counter() - started
         await db.dispose()
         if schema is not None:

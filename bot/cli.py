@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sized
+
+    from pipeline.policy import Policy
 
 app = typer.Typer(
     help="Fido: an automated security-incident responder that lives in Slack.",
@@ -88,6 +95,62 @@ def lookup(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def incident(
+    number: int = typer.Argument(..., metavar="N", help="the incident number"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Show incident N: every point of its score, its decision, verdict, events and actions."""
+    from bot import tools
+    from pipeline.errors import InputError
+
+    try:
+        typer.echo(asyncio.run(tools.incident(_settings(), number, as_json=as_json)))
+    except InputError as exc:
+        typer.echo(f"fido: {exc}".replace("`", ""), err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("check-config")
+def check_config(
+    path: str | None = typer.Argument(
+        None, metavar="PATH", help="the policy file (default: $FIDO_CONFIG)"
+    ),
+) -> None:
+    """Check a policy file: every problem with its line and column, or a summary."""
+    from pipeline.policy_file import PolicyFileError, load_policy
+
+    path = path or os.environ.get("FIDO_CONFIG", "")
+    if not path:
+        typer.echo("fido: no policy file: give PATH or set FIDO_CONFIG", err=True)
+        raise typer.Exit(2)
+    try:
+        policy = load_policy(path)
+    except PolicyFileError as exc:
+        typer.echo("\n".join(str(problem) for problem in exc.problems))
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: valid — {_policy_summary(policy)}")
+
+
+def _policy_summary(policy: Policy) -> str:
+    def count(items: Sized, noun: str) -> str:
+        n = len(items)
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    limits = policy.thresholds
+    auto = "off" if limits.auto_act is None else str(limits.auto_act)
+    return ", ".join(
+        [
+            count(policy.detectors, "detector"),
+            count(policy.sources, "source"),
+            count(policy.enrichers, "enricher"),
+            count(policy.suppressions, "suppression"),
+            f"thresholds notify {limits.notify} / ask {limits.ask_approval} / auto {auto}",
+        ]
+        + (["dry run"] if policy.dry_run else [])
+    )
+
+
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
@@ -127,6 +190,37 @@ def dead_letters_retry(
     typer.echo("\n".join(lines) if lines else "no dead letters to retry")
     if any(" failed: " in line for line in lines):
         raise typer.Exit(1)
+
+
+@app.command()
+def backtest(
+    policy: str = typer.Option(..., "--policy", metavar="NEW.yml", help="the policy to try"),
+    since: str | None = typer.Option(
+        None, "--since", help="only incidents created in the last 90m, 12h, 30d, 2w…"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Re-score stored incidents under another policy and show what would change."""
+    from bot import tools
+    from pipeline.errors import InputError
+    from pipeline.policy_file import PolicyFileError
+
+    try:
+        window = tools.duration(since) if since is not None else None
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--since'") from None
+    try:
+        typer.echo(
+            asyncio.run(
+                tools.backtest(
+                    _settings(), policy, since=window, as_json=as_json, progress=sys.stderr
+                )
+            )
+        )
+    except PolicyFileError as exc:
+        problems = "\n".join(str(problem) for problem in exc.problems)
+        typer.echo(f"fido: {policy} is not a valid policy:\n{problems}", err=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")

@@ -20,12 +20,13 @@ from sqlmodel import col, select
 from bot.slack.blocks import incident_card, render_text
 from integrations import load_all
 from pipeline import db as database
+from pipeline.engine import Engine
 from pipeline.ingest import ingest
-from pipeline.lookups import lookup_enrichers
+from pipeline.lookups.enricher import lookup_enrichers
 from pipeline.models import Action, Incident
 from pipeline.plugins import detectors, enrichers, lookups, responders
 from pipeline.policy import ActionPolicy, Policy
-from pipeline.worker import Pipeline
+from pipeline.records import breakdown_of, proposals_of
 
 DEMO_APPROVER = "U0DEMO"
 DIRECTORY = {
@@ -68,7 +69,10 @@ def describe(incident: Incident, actions: list[Action], labels: dict[str, str]) 
         f"━━ Incident #{incident.id} · {incident.severity.upper()} · score {incident.score}/100",
         f"   {incident.title}",
         "   score breakdown:",
-        *(f"     {item['points']:+4d}  {item['reason']}" for item in incident.score_breakdown),
+        *(
+            f"     {line.points:+4d}  {line.reason}"
+            for line in breakdown_of(incident.score_breakdown)
+        ),
         f"   decision: {incident.decision} — {incident.decision_reason}",
         "   card:",
         *(
@@ -91,7 +95,7 @@ async def run_demo(out: TextIO) -> int:
         inventory = lookups.get("asset_inventory")(
             path=str(resources.files("bot") / "samples" / "assets.csv")
         )
-        pipeline = Pipeline(
+        engine = Engine(
             db=db,
             policy=policy,
             enrichers=[
@@ -106,26 +110,29 @@ async def run_demo(out: TextIO) -> int:
             async with db.session() as session:
                 result = await ingest(session=session, detector=detector, body=body)
             out.write(f"ingested {name}: events {result.created}\n")
-            await pipeline.drain()
+            await engine.drain()
         async with db.session() as session:
             rows = await session.exec(select(Incident.id).order_by(col(Incident.id)))
             touched = [row for row in rows.all() if row is not None]
         out.write("\n")
         for incident_id in touched:
-            found = await pipeline.incident(incident_id)
+            found = await engine.incidents.get(incident_id)
             assert found is not None
             out.write(describe(*found, labels) + "\n\n")
         for incident_id in touched:
-            found = await pipeline.incident(incident_id)
+            found = await engine.incidents.get(incident_id)
             assert found is not None
-            if found[0].proposed_actions:
-                proposal = found[0].proposed_actions[0]
+            proposals = proposals_of(found[0].proposed_actions)
+            if proposals:
                 out.write(f"{DEMO_APPROVER} clicks Approve on incident #{incident_id}:\n")
-                action = await pipeline.approve(
-                    incident_id=incident_id, actor=DEMO_APPROVER, **proposal
+                action = await engine.incidents.approve(
+                    incident_id=incident_id,
+                    actor=DEMO_APPROVER,
+                    responder=proposals[0].responder,
+                    target=proposals[0].target,
                 )
                 out.write(f"   action {action.status}: {action.result}\n\n")
-                updated = await pipeline.incident(incident_id)
+                updated = await engine.incidents.get(incident_id)
                 assert updated is not None
                 out.write(describe(*updated, labels) + "\n")
                 break

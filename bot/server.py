@@ -21,8 +21,10 @@ from bot.webhook_auth import DetectorAuth, authenticate, check_signature
 from pipeline import deadletters
 from pipeline.db import Database
 from pipeline.errors import ParseError
+from pipeline.incidents import IncidentService
 from pipeline.ingest import ingest
 from pipeline.plugins import Detector
+from pipeline.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,13 @@ def build_http_app(
     auth: Mapping[str, DetectorAuth] | None = None,
     bolt: AsyncApp | None = None,
     on_ingest: Callable[[], object] | None = None,
+    incidents: IncidentService | None = None,
 ) -> FastAPI:
     """The ASGI app. ``auth`` holds per-detector tokens and signatures (detectors not in it
     use ``webhook_token``); ``on_ingest`` is called after new events are stored."""
     api = FastAPI(title="Fido", docs_url=None, redoc_url=None, openapi_url=None)
     default = DetectorAuth(token=webhook_token)
+    reads = incidents or IncidentService(db=db, policy=Policy())
     rules = dict(auth or {})
 
     def known(detector: str, request: Request) -> tuple[Detector, DetectorAuth]:
@@ -112,7 +116,7 @@ def build_http_app(
 
     @api.get("/metrics")
     async def metrics() -> Response:
-        return Response(await prometheus.render(db), media_type=prometheus.CONTENT_TYPE)
+        return Response(await prometheus.render(reads), media_type=prometheus.CONTENT_TYPE)
 
     if bolt is not None:
 

@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.reload import install_policy_reload
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
@@ -21,11 +22,11 @@ from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import db as database
 from pipeline import sources
-from pipeline.deferred import run_deferred
+from pipeline.engine import Engine
 from pipeline.locks import singleton
+from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, Source
 from pipeline.policy import load_policy
-from pipeline.worker import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,10 @@ async def poll_source(
         )
 
 
-async def run_deferred_safely(pipeline: Pipeline) -> None:
+async def run_deferred_safely(engine: Engine) -> None:
     """Finish lookups that waited for quota; a failure is logged and retried next time."""
     try:
-        answered = await run_deferred(pipeline)
+        answered = await run_deferred(engine)
     except Exception:
         log.exception("deferred lookups failed")
         return
@@ -97,7 +98,7 @@ async def serve(settings: Settings) -> None:
     enrichers = wiring.enrichers(db)
     client = web_client(settings)
     assert settings.slack_channel is not None
-    pipeline = Pipeline(
+    engine = Engine(
         db=db,
         policy=policy,
         enrichers=enrichers,
@@ -107,7 +108,7 @@ async def serve(settings: Settings) -> None:
         ),
         approvers=settings.approvers,
     )
-    bolt = build_bolt_app(settings, pipeline, client, wiring.labels(responders))
+    bolt = build_bolt_app(settings, engine, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None
     api = build_http_app(
         db=db,
@@ -115,18 +116,19 @@ async def serve(settings: Settings) -> None:
         webhook_token=settings.webhook_token,
         auth=wiring.webhook_auth(),
         bolt=None if socket_mode else bolt,
-        on_ingest=pipeline.wakeup.set,
+        on_ingest=engine.worker.wakeup.set,
+        incidents=engine.incidents,
     )
     stop = asyncio.Event()
     scheduler = AsyncIOScheduler()
     # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
-    scheduler.add_job(pipeline.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    scheduler.add_job(engine.worker.wakeup.set, "interval", seconds=30, id="queue-sweep")
     scheduler.add_job(
         run_deferred_safely,
         "interval",
         seconds=policy.lookups.deferred_interval_seconds,
         id="deferred-lookups",
-        args=(pipeline,),
+        args=(engine,),
         max_instances=1,
         coalesce=True,
     )
@@ -136,13 +138,13 @@ async def serve(settings: Settings) -> None:
             "interval",
             seconds=interval,
             id=f"source:{source.name}",
-            args=(db, source, detector, pipeline.wakeup.set),
+            args=(db, source, detector, engine.worker.wakeup.set),
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),
         )
     scheduler.start()
-    worker = asyncio.create_task(pipeline.run(stop), name="fido-worker")
+    worker = asyncio.create_task(engine.worker.run(stop), name="fido-worker")
     socket_handler = None
     if socket_mode:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -166,6 +168,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    install_policy_reload(loop, settings.config, engine.reload)
     log.info("Fido listening on http://%s:%s", settings.http_host, settings.http_port)
     try:
         await server.serve()  # returns once a signal sets should_exit

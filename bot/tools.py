@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
 
 from bot.settings import Settings
 from bot.wiring import Wiring
 from pipeline import db as database
 from pipeline import deadletters
-from pipeline.models import DeadLetter
+from pipeline.backtest import BacktestReport
+from pipeline.decide import Targets
+from pipeline.errors import InputError
+from pipeline.models import DeadLetter, Decision
 from pipeline.plugins import ParsedEvent
-from pipeline.policy import load_policy
+from pipeline.policy import Policy, load_policy
 
 
 def event_json(detector: str, event: ParsedEvent) -> dict[str, Any]:
@@ -41,7 +45,6 @@ async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) ->
     from bot.slack.lookup_blocks import lookup_blocks
     from bot.slack.text import render_text
     from pipeline.investigate import investigate, validate
-    from pipeline.worker import Pipeline
 
     validate(kind, value)
     await _upgrade(settings)
@@ -49,8 +52,9 @@ async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) ->
     wiring = Wiring(settings, policy)
     db = database.Database(settings.database_url)
     try:
-        pipeline = Pipeline(db=db, policy=policy, enrichers=wiring.enrichers(db))
-        report = await investigate(pipeline, kind=kind, value=value)
+        report = await investigate(
+            db=db, policy=policy, enrichers=wiring.enrichers(db), kind=kind, value=value
+        )
     finally:
         await db.dispose()
     if as_json:
@@ -58,7 +62,7 @@ async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) ->
             {
                 "kind": report.kind,
                 "value": report.value,
-                "results": report.results,
+                "results": {n: r.model_dump(mode="json") for n, r in report.results.items()},
                 "history": report.history,
             },
             indent=2,
@@ -66,6 +70,122 @@ async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) ->
             ensure_ascii=False,
         )
     return render_text(lookup_blocks(report))
+
+
+async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> str:
+    """Incident ``incident_id`` with every point of its score, its decision, how it was
+    closed, its events and actions (raises InputError when there is no such incident)."""
+    from bot.slack.blocks import incident_card
+    from bot.slack.text import render_text
+    from pipeline.errors import InputError
+    from pipeline.incidents import IncidentService
+    from pipeline.plugins import responders
+    from pipeline.suppress import from_incident
+
+    await _upgrade(settings)
+    policy = load_policy(settings.config)
+    Wiring(settings, policy)  # registers the responders, for their button labels
+    db = database.Database(settings.database_url)
+    try:
+        service = IncidentService(db=db, policy=policy)
+        found = await service.get(incident_id)
+        if found is None:
+            raise InputError(f"there is no incident {incident_id}")
+        record, actions = found
+        events = await service.events_of(incident_id)
+        in_force = await service.suppressions()
+    finally:
+        await db.dispose()
+    if as_json:
+        return json.dumps(
+            incident_json(record, actions, events), indent=2, ensure_ascii=False, default=str
+        )
+    labels = {
+        rule.responder: getattr(responders.get(rule.responder), "label", "")
+        for rule in policy.actions
+        if rule.responder in responders
+    }
+    like = from_incident(record)
+    blocks = incident_card(
+        record,
+        actions,
+        labels=labels,
+        full=True,
+        events=events,
+        suppression_days=policy.suppression_days,
+        suppression=next((s.key for s in in_force if s.match == like), None),
+    )
+    return render_text(blocks)
+
+
+def _iso(when: Any) -> str | None:
+    from pipeline.clock import as_utc
+
+    return as_utc(when).isoformat() if when is not None else None
+
+
+def incident_json(record: Any, actions: list[Any], events: list[Any]) -> dict[str, Any]:
+    """An incident, its whole score breakdown (with components), its events and actions."""
+    from pipeline.records import breakdown_of, enrichment_of, proposals_of
+
+    return {
+        "id": record.id,
+        "title": record.title,
+        "severity": record.severity,
+        "status": record.status,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "score": record.score,
+        "breakdown": [
+            line.model_dump(mode="json") for line in breakdown_of(record.score_breakdown)
+        ],
+        "decision": record.decision,
+        "decision_reason": record.decision_reason,
+        "degraded": record.degraded,
+        "proposals": [p.model_dump(mode="json") for p in proposals_of(record.proposed_actions)],
+        "verdict": record.verdict,
+        "closed_at": _iso(record.closed_at),
+        "closed_by": record.closed_by,
+        "close_reason": record.close_reason,
+        "previous_id": record.previous_id,
+        "suppressed_by": record.suppressed_by,
+        "detectors": record.detectors,
+        "event_count": record.event_count,
+        "observables": record.observables,
+        "enrichment": {
+            name: result.model_dump(mode="json")
+            for name, result in enrichment_of(record.enrichment).items()
+        },
+        "message": {"channel": record.message_channel, "ts": record.message_ts},
+        "events": [
+            {
+                "id": e.id,
+                "detector": e.detector,
+                "external_id": e.external_id,
+                "title": e.title,
+                "severity": e.severity,
+                "occurred_at": _iso(e.occurred_at),
+                "received_at": _iso(e.received_at),
+                "suppressed_by": e.suppressed_by,
+            }
+            for e in events
+        ],
+        "actions": [
+            {
+                "id": a.id,
+                "responder": a.responder,
+                "target": a.target,
+                "status": a.status,
+                "requested_by": a.requested_by,
+                "approved_by": a.approved_by,
+                "undone_by": a.undone_by,
+                "result": a.result,
+                "created_at": _iso(a.created_at),
+                "updated_at": _iso(a.updated_at),
+            }
+            for a in actions
+        ],
+    }
 
 
 def describe(letter: DeadLetter) -> str:
@@ -105,3 +225,112 @@ async def _upgrade(settings: Settings) -> None:
     import asyncio
 
     await asyncio.to_thread(database.upgrade, settings.database_url)
+
+
+# -- fido backtest ---------------------------------------------------------------------
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` or ``2w`` as a timedelta; InputError otherwise."""
+    import re
+
+    found = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text.casefold())
+    if not found or int(found[1]) == 0:
+        raise InputError(
+            f"{text!r} is not a duration: give a positive number and a unit, "
+            "m, h, d or w (e.g. 90m, 12h, 30d, 2w)"
+        )
+    return timedelta(**{_UNITS[found[2]]: int(found[1])})
+
+
+def responder_targets(policy: Policy) -> dict[str, Targets]:
+    """What ``decide`` needs of each responder the policy names: its target kind. The
+    registry's class when it declares one; otherwise a bare instance, as ``fido serve``
+    builds every responder but the directory's (``log_only`` sets it per instance). Nothing
+    is connected."""
+    from integrations import load_all
+    from pipeline.plugins import responders
+
+    load_all()
+    targets: dict[str, Targets] = {}
+    for rule in policy.actions:
+        factory: Any = responders.get(rule.responder)  # ConfigError naming the known ones
+        targets[rule.responder] = factory if hasattr(factory, "target_kind") else factory()
+    return targets
+
+
+async def backtest(
+    settings: Settings,
+    policy_path: str,
+    *,
+    since: timedelta | None,
+    as_json: bool,
+    progress: TextIO | None = None,
+) -> str:
+    """Re-score the stored incidents under the policy at ``policy_path`` (raises
+    ``PolicyFileError``); a progress bar goes to ``progress`` when it is a terminal."""
+    import typer
+
+    from pipeline import backtest as replay
+
+    policy = load_policy(policy_path)
+    targets = responder_targets(policy)
+    start = datetime.now(UTC) - since if since is not None else None
+    await _upgrade(settings)
+    db = database.Database(settings.database_url)
+    try:
+        if progress is not None and progress.isatty():
+            total = await replay.count(db=db, since=start)
+            with typer.progressbar(length=total, label="backtest", file=progress) as bar:
+                report = await replay.backtest(
+                    db=db, policy=policy, responders=targets, since=start, progress=bar.update
+                )
+        else:
+            report = await replay.backtest(db=db, policy=policy, responders=targets, since=start)
+    finally:
+        await db.dispose()
+    if as_json:
+        body = {"policy": policy_path, "since": start.isoformat() if start else None}
+        return json.dumps(body | report.model_dump(mode="json"), ensure_ascii=False)
+    return backtest_text(report, policy_path=policy_path, since=start)
+
+
+SHOWN_CHANGES = 20
+
+
+def backtest_text(report: BacktestReport, *, policy_path: str, since: datetime | None) -> str:
+    """The summary, the decision transition matrix and the first changed incidents."""
+    from pipeline.backtest import NO_DECISION, band
+
+    window = f"created since {since:%Y-%m-%d %H:%M} UTC" if since else "stored"
+    lines = [
+        f"{policy_path}: {report.incidents} incidents {window}",
+        f"  score band changes       {report.band_changes:>8}",
+        f"  decision changes         {report.decision_changes:>8}",
+        f"  newly auto-actioned      {report.newly_auto:>8}",
+        f"  no longer auto-actioned  {report.no_longer_auto:>8}",
+    ]
+    if report.transitions:
+        names = [d.value for d in Decision]
+        rows = [n for n in [NO_DECISION, *names] if n in report.transitions]
+        width = max(len(n) for n in names) + 2
+        lines += ["", "decisions, stored (rows) → new (columns)"]
+        lines.append(" " * (width + 2) + "".join(f"{n:>{width}}" for n in names))
+        for old in rows:
+            counts = report.transitions[old]
+            cells = "".join(f"{counts.get(n, 0):>{width}}" for n in names)
+            lines.append(f"  {old:<{width}}{cells}")
+    if report.changed:
+        shown = report.changed[:SHOWN_CHANGES]
+        lines += ["", f"changed incidents (the first {len(shown)} of {len(report.changed)})"]
+        for change in shown:
+            (old_score, new_score), (old, new) = change.score, change.decision
+            bands = f"{band(old_score).value} → {band(new_score).value}"
+            decisions = f"{old.value if old else NO_DECISION} → {new.value}"
+            lines.append(
+                f"  #{change.incident:<8} score {old_score:>3} → {new_score:<3} "
+                f"{bands:<20} {decisions}"
+            )
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from bot.webhook_auth import DetectorAuth, Signature
 from integrations import load_all
 from pipeline.db import Database
 from pipeline.errors import ConfigError
-from pipeline.lookups import lookup_enrichers
+from pipeline.lookups.enricher import lookup_enrichers
 from pipeline.plugins import (
     Context,
     Detector,
@@ -139,7 +139,7 @@ class Wiring:
 
     def enrichers(self, db: Database) -> list[Enricher]:
         """The policy's enrichers: the directory, and lookups wrapped with the cache,
-        quotas, circuit breakers and privacy screen (``pipeline/lookups.py``)."""
+        quotas, circuit breakers and privacy screen (``pipeline/lookups/``)."""
         built: list[Enricher] = []
         indicator_lookups: list[Lookup] = []
         for name in self.policy.enrichers:

@@ -22,6 +22,7 @@ from pipeline.errors import InputError, NotAuthorized, ResponderError
 from pipeline.models import Action, ActionStatus, Incident, utcnow
 from pipeline.plugins import Responder
 from pipeline.policy import Policy
+from pipeline.records import Proposal, proposals_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def idempotency_key(incident_id: int, responder: str, target: str) -> str:
 
 
 async def authorize(
-    db: Database, *, actor: str, approvers: Collection[str], verb: str, incident_id: int
+    db: Database, *, actor: str, approvers: Collection[str], verb: str, incident_id: int | None
 ) -> None:
     """Refuse (and audit the refusal) unless ``actor`` is an approver."""
     if actor in approvers:
@@ -49,8 +50,7 @@ async def _proposal(db: Database, *, incident_id: int, responder: str, target: s
         incident = await session.get(Incident, incident_id)
     if incident is None:
         raise InputError(f"incident {incident_id} does not exist")
-    wanted = {"responder": responder, "target": target}
-    if wanted not in incident.proposed_actions:
+    if Proposal(responder=responder, target=target) not in proposals_of(incident.proposed_actions):
         raise InputError(f"{responder} on {target} was not proposed for incident {incident_id}")
     return incident
 

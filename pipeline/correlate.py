@@ -1,72 +1,180 @@
-"""Correlate: an event joins an open incident that shares a user or host with it within
-the policy's window; otherwise it opens a new incident.
+"""Correlate: an event joins an open incident that shares an observable the policy names
+(``correlation.join_on``: by default user account, host, file hash, external IP, domain and
+URL) and saw an alert within ``correlation.window_minutes``; otherwise it opens one.
 
-Each incident's users (by account, so ``alice``, ``CORP\\alice`` and ``alice@corp`` are one)
-and hosts are kept as rows of ``incident_key``, so finding the incident to join is one
-indexed query however many incidents are open."""
+Keys are canonical: ``alice``, ``CORP\\alice`` and ``alice@corp`` are one ``user:alice``;
+hosts, hashes and domains are case-folded. Private and internal addresses (RFC 1918, CGNAT,
+loopback, link-local, IPv6 unique-local, and ``privacy.internal_networks``) are never keys:
+one busy NAT address must not merge a company, so alerts sharing one join only when they
+also share a user or host. Allowlisted values are never keys either.
+
+Each incident's keys are rows of ``incident_key`` (kept after it closes, for history), so
+finding the incident to join is one indexed query however many incidents are stored. A
+closed incident takes no new events: the event opens a new incident that links to the most
+recent closed one it shares a key with (``previous_id``).
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import ipaddress
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline.models import Event, Incident, IncidentKey, IncidentStatus, Severity, utcnow
-from pipeline.observables import Observables, account_name
+from pipeline.lookups.privacy import Screen
+from pipeline.models import Event, Incident, IncidentKey, IncidentStatus, Severity
+from pipeline.observables import Kind, Observables, account_name
+from pipeline.policy import Policy
 
 _RANK = {s.value: i for i, s in enumerate(Severity)}
+KEY_MAX = 320  # IncidentKey.key's column size
+_JOIN_KIND: dict[str, Kind] = {
+    "user": "user",
+    "host": "host",
+    "hash": "hash",
+    "external_ip": "ip",
+    "domain": "domain",
+    "url": "url",
+}
 
 
-def _keys(observables: Observables) -> set[str]:
-    keys = {f"user:{account_name(u)}" for u in observables.users} | {
-        f"host:{h.casefold()}" for h in observables.hosts
-    }
-    return {k[:320] for k in keys}
+def _fit(key: str) -> str:
+    """A key within the column: long ones (URLs) become a digest of themselves."""
+    if len(key) <= KEY_MAX:
+        return key
+    kind, _, value = key.partition(":")
+    return f"{kind}:#{hashlib.sha256(value.encode()).hexdigest()}"
 
 
-async def correlate(*, session: AsyncSession, event: Event, window: timedelta) -> Incident:
+def key_of(kind: Kind, value: str) -> str:
+    """The canonical correlation key of one observable."""
+    value = value.strip()
+    if kind == "user":
+        return _fit(f"user:{account_name(value)}")
+    if kind in ("host", "domain"):
+        return _fit(f"{kind}:{value.casefold().strip('.')}")
+    if kind == "hash":
+        return _fit(f"hash:{value.casefold()}")
+    if kind == "ip":
+        try:
+            return f"ip:{ipaddress.ip_address(value.strip('[]'))}"
+        except ValueError:
+            return _fit(f"ip:{value.casefold()}")
+    return _fit(f"url:{value}")
+
+
+# Addresses many unrelated machines share: RFC 1918, carrier-grade NAT, loopback, link-local,
+# multicast, unique-local IPv6. (Documentation ranges such as 203.0.113.0/24 are routable
+# for this purpose, so examples behave like the internet.)
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+        "169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+    )
+)  # fmt: skip
+
+
+class Keys:
+    """Which of an event's observables are keys under one policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.screen = Screen(policy.privacy, policy.allowlist)
+        self.internal = [*PRIVATE_NETWORKS, *self.screen.internal_networks]
+        self.join_kinds = {_JOIN_KIND[k] for k in policy.correlation.join_on}
+
+    def private(self, value: str) -> bool:
+        """A private or internal address (never a key), or not an address at all."""
+        try:
+            ip = ipaddress.ip_address(value.strip().strip("[]"))
+        except ValueError:
+            return True
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.internal)
+
+    def _usable(self, kind: Kind, value: str) -> bool:
+        if self.screen.allowlisted(kind, value):
+            return False
+        if kind == "ip":
+            return not self.private(value)
+        return bool(value.strip())
+
+    def all(self, observables: Observables) -> set[str]:
+        """Every key an incident is filed under (joins and history)."""
+        return {
+            key_of(kind, value) for kind, value in observables.items() if self._usable(kind, value)
+        }
+
+    def joining(self, keys: set[str]) -> set[str]:
+        """The keys that may join an incident under the policy's ``join_on``."""
+        return {k for k in keys if k.partition(":")[0] in self.join_kinds}
+
+
+async def _find(
+    session: AsyncSession, keys: set[str], *, status: IncidentStatus, since: datetime | None
+) -> Incident | None:
+    query = (
+        select(Incident)
+        .join(IncidentKey, col(IncidentKey.incident_id) == col(Incident.id))
+        .where(col(IncidentKey.key).in_(keys), Incident.status == status.value)
+    )
+    if since is not None:
+        query = query.where(col(Incident.updated_at) >= since)
+    order = Incident.updated_at if status is IncidentStatus.open else Incident.closed_at
+    return (await session.exec(query.order_by(col(order).desc()).limit(1))).first()
+
+
+async def correlate(
+    *, session: AsyncSession, event: Event, policy: Policy, now: datetime, keys: Keys | None = None
+) -> Incident:
     """Attach ``event`` to an incident (not committed) and return that incident."""
+    keys = keys or Keys(policy)
     observables = Observables.model_validate(event.observables)
-    wanted = _keys(observables)
+    mine = keys.all(observables)
+    joining = keys.joining(mine)
+    window = timedelta(minutes=policy.correlation.window_minutes)
     incident: Incident | None = None
-    if wanted and window > timedelta(0):
-        incident = (
-            await session.exec(
-                select(Incident)
-                .join(IncidentKey, col(IncidentKey.incident_id) == col(Incident.id))
-                .where(
-                    col(IncidentKey.key).in_(wanted),
-                    Incident.status == IncidentStatus.open.value,
-                    col(Incident.updated_at) >= utcnow() - window,
-                )
-                .order_by(col(Incident.updated_at).desc())
-                .limit(1)
-            )
-        ).first()
+    if joining and window > timedelta(0):
+        incident = await _find(session, joining, status=IncidentStatus.open, since=now - window)
     if incident is None:
-        incident = Incident(title=event.title, severity=event.severity)
+        previous = (
+            await _find(session, joining, status=IncidentStatus.closed, since=None)
+            if joining
+            else None
+        )
+        incident = Incident(
+            title=event.title,
+            severity=event.severity,
+            created_at=now,
+            updated_at=now,
+            previous_id=previous.id if previous else None,
+        )
         session.add(incident)
         await session.flush()
-    else:
-        if _RANK.get(event.severity, 0) > _RANK.get(incident.severity, 0):
-            incident.severity = event.severity
-            incident.title = event.title
+    elif _RANK.get(event.severity, 0) > _RANK.get(incident.severity, 0):
+        incident.severity = event.severity
+        incident.title = event.title
     merged = Observables.model_validate(incident.observables).merge(observables)
     incident.observables = merged.model_dump()
     incident.event_count += 1
-    incident.updated_at = utcnow()
+    incident.updated_at = now
+    if event.detector not in incident.detectors:
+        incident.detectors = [*incident.detectors, event.detector]
+    assert incident.id is not None
     known = set(
         (
             await session.exec(
                 select(IncidentKey.key).where(
-                    IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(wanted)
+                    IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(mine)
                 )
             )
         ).all()
     )
-    assert incident.id is not None
-    for key in sorted(wanted - known):
+    for key in sorted(mine - known):
         session.add(IncidentKey(key=key, incident_id=incident.id))
     event.incident_id = incident.id
     session.add(event)

@@ -9,28 +9,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
-from pipeline.observables import Observables, account_name
-from pipeline.plugins import Responder
+from pipeline.observables import Kind, Observables, account_name
 from pipeline.policy import Policy
+from pipeline.records import Proposal, enrichment_of
+
+# How far a decision goes; a later triage never moves an incident down this scale.
+RANK = {Decision.record: 0, Decision.notify: 1, Decision.ask_approval: 2, Decision.auto_act: 3}
+
+
+class Targets(Protocol):
+    """What decide needs of a responder: the kind of observable it acts on."""
+
+    @property
+    def target_kind(self) -> Kind: ...
 
 
 @dataclass
 class Verdict:
     decision: Decision
     reason: str
-    proposed: list[dict[str, Any]] = field(default_factory=list)
+    proposed: list[Proposal] = field(default_factory=list)
 
 
 def propose(
-    incident: Incident, policy: Policy, responders: Mapping[str, Responder]
-) -> tuple[list[dict[str, Any]], list[str]]:
+    incident: Incident, policy: Policy, responders: Mapping[str, Targets]
+) -> tuple[list[Proposal], list[str]]:
     """Containment actions the policy allows on this incident, and why others were not."""
-    proposed: list[dict[str, Any]] = []
+    proposed: list[Proposal] = []
     skipped: list[str] = []
+    enrichment = enrichment_of(incident.enrichment)
     observables = Observables.model_validate(incident.observables)
     for rule in policy.actions:
         responder = responders.get(rule.responder)
@@ -38,7 +49,7 @@ def propose(
             continue
         seen: set[str] = set()
         for target in observables.of(responder.target_kind):
-            facts = facts_for(incident.enrichment, Observables.key(responder.target_kind, target))
+            facts = facts_for(enrichment, Observables.key(responder.target_kind, target))
             same = str(facts.get("account") or target).casefold()
             if responder.target_kind == "user":
                 same = account_name(same)
@@ -54,18 +65,20 @@ def propose(
             elif facts.get("disabled"):
                 skipped.append(f"{target} is already disabled")
             else:
-                proposed.append({"responder": rule.responder, "target": target})
+                proposed.append(Proposal(responder=rule.responder, target=target))
     return proposed, skipped
 
 
 def decide(
     incident: Incident,
     policy: Policy,
-    responders: Mapping[str, Responder],
+    responders: Mapping[str, Targets],
     *,
     auto_actions_last_hour: int = 0,
 ) -> Verdict:
     limits = policy.thresholds
+    if incident.suppressed_by:
+        return Verdict(Decision.record, f"suppressed by {incident.suppressed_by}")
     if incident.score < limits.notify:
         return Verdict(Decision.record, f"score {incident.score} is below {limits.notify}")
     proposed, skipped = propose(incident, policy, responders)

@@ -4,6 +4,7 @@ own history with it (incidents in the last 90 days and how they ended)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -11,10 +12,15 @@ from typing import Any, cast
 from sqlmodel import col, select
 
 from pipeline import act
+from pipeline.correlate import key_of
+from pipeline.db import Database
 from pipeline.enrich import enrich
 from pipeline.errors import InputError
-from pipeline.models import Incident, utcnow
-from pipeline.observables import KINDS, Kind, Observables, account_name, hash_type
+from pipeline.models import Incident, IncidentKey, utcnow
+from pipeline.observables import KINDS, Kind, Observables, hash_type
+from pipeline.plugins import Enricher
+from pipeline.policy import Policy
+from pipeline.records import Enrichment
 
 HISTORY = timedelta(days=90)
 _FIELD = {
@@ -31,7 +37,7 @@ _FIELD = {
 class Report:
     kind: Kind
     value: str
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: Enrichment = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -53,34 +59,29 @@ def validate(kind: str, value: str) -> tuple[Kind, str]:
     return cast(Kind, kind), value
 
 
-def _matches(kind: Kind, wanted: str, values: list[str]) -> bool:
-    if kind == "user":
-        return account_name(wanted) in {account_name(v) for v in values}
-    return wanted.casefold() in {v.casefold() for v in values}
-
-
-async def investigate(pipeline: Any, *, kind: str, value: str) -> Report:
-    """Run every enricher of ``pipeline`` on the value, and read its history."""
+async def investigate(
+    *, db: Database, policy: Policy, enrichers: Sequence[Enricher], kind: str, value: str
+) -> Report:
+    """Run every enricher on the value, and read Fido's history with it."""
     checked_kind, checked = validate(kind, value)
     report = Report(checked_kind, checked)
     observables = Observables.model_validate({_FIELD[checked_kind]: [checked]})
-    report.results = await enrich(
-        pipeline.enrichers, observables, timeout=pipeline.policy.enrichment_timeout_seconds
-    )
-    async with pipeline.db.session() as session:
-        recent = await session.exec(
+    report.results = await enrich(enrichers, observables, timeout=policy.enrichment_timeout_seconds)
+    async with db.session() as session:
+        recent = await session.exec(  # by the incident keys correlation files them under
             select(Incident)
-            .where(col(Incident.created_at) >= utcnow() - HISTORY)
+            .join(IncidentKey, col(IncidentKey.incident_id) == col(Incident.id))
+            .where(
+                IncidentKey.key == key_of(checked_kind, checked),
+                col(Incident.created_at) >= utcnow() - HISTORY,
+            )
             .order_by(col(Incident.id).desc())
+            .limit(20)
         )
-        incidents = [
-            i
-            for i in recent
-            if _matches(checked_kind, checked, list(i.observables.get(_FIELD[checked_kind], [])))
-        ]
-    for incident in incidents[:20]:
+        incidents = list(recent.all())
+    for incident in incidents:
         assert incident.id is not None
-        actions = await act.actions_for(pipeline.db, incident_id=incident.id)
+        actions = await act.actions_for(db, incident_id=incident.id)
         report.history.append(
             {
                 "id": incident.id,
@@ -90,6 +91,7 @@ async def investigate(pipeline: Any, *, kind: str, value: str) -> Report:
                 "score": incident.score,
                 "decision": incident.decision,
                 "status": incident.status,
+                "verdict": incident.verdict,
                 "actions": [f"{a.responder} {a.target}: {a.status}" for a in actions],
             }
         )

@@ -43,6 +43,14 @@ class IncidentStatus(StrEnum):
     closed = "closed"
 
 
+class CloseVerdict(StrEnum):
+    """How an incident ended, given by the approver who closed it."""
+
+    true_positive = "true_positive"  # real, handled
+    false_positive = "false_positive"  # the detector was wrong
+    benign = "benign"  # real activity, but expected or harmless
+
+
 class Decision(StrEnum):
     record = "record"  # below the notify threshold: kept, not posted
     notify = "notify"
@@ -82,10 +90,14 @@ class Event(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     claimed_at: datetime | None = _ts(nullable=True)
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    suppressed_by: str | None = Field(default=None, max_length=160)  # a suppression's key
 
 
 class Incident(SQLModel, table=True):
-    """Events grouped together, with what Fido learnt and decided about them."""
+    """Events grouped together, with what Fido learnt and decided about them.
+
+    The JSON columns hold the typed records of ``pipeline/records.py``: read them with
+    ``enrichment_of``, ``breakdown_of``, ``proposals_of`` and ``history_of``."""
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(
@@ -106,8 +118,18 @@ class Incident(SQLModel, table=True):
     proposed_actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     event_count: int = 0
-    slack_channel: str | None = Field(default=None, max_length=32)
-    slack_ts: str | None = Field(default=None, max_length=32)
+    detectors: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    history: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # where the incident's message lives (e.g. a Slack channel and message ts)
+    message_channel: str | None = Field(default=None, max_length=64)
+    message_ts: str | None = Field(default=None, max_length=64)
+    suppressed_by: str | None = Field(default=None, max_length=160)
+    verdict: str | None = Field(default=None, max_length=16)
+    closed_at: datetime | None = _ts(nullable=True)
+    closed_by: str | None = Field(default=None, max_length=64)
+    close_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # the closed incident this one follows (a later alert about the same subjects)
+    previous_id: int | None = Field(default=None, foreign_key="incident.id")
 
 
 class Action(SQLModel, table=True):
@@ -130,6 +152,34 @@ class Action(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class Suppression(SQLModel, table=True):
+    """A suppression made from Slack (policy ones live in the policy): alerts matching
+    ``match`` are kept and attached, but post nothing and trigger nothing, until
+    ``expires_at`` or until it is removed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    match: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    owner: str = Field(max_length=64)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    incident_id: int | None = Field(default=None, foreign_key="incident.id")  # made from
+    removed_at: datetime | None = _ts(nullable=True)
+    removed_by: str | None = Field(default=None, max_length=64)
+
+
+class SuppressionHit(SQLModel, table=True):
+    """How often a suppression (``db:ID`` or ``policy:NAME``) has silenced an alert."""
+
+    __tablename__ = "suppression_hit"
+
+    key: str = Field(primary_key=True, max_length=160)
+    hits: int = 0
+    last_hit_at: datetime | None = _ts(nullable=True)
 
 
 class DeadLetterStatus(StrEnum):

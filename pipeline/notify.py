@@ -19,7 +19,7 @@ class MessageRef:
 
 class Notifier(Protocol):
     async def publish(self, incident: Incident, actions: Sequence[Action]) -> MessageRef | None:
-        """Post the incident's card, or update it when ``incident.slack_ts`` is set."""
+        """Post the incident's card, or update it when ``incident.message_ts`` is set."""
         ...
 
 

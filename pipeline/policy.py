@@ -8,20 +8,18 @@ by default, and then Fido only ever asks.
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from pipeline.errors import ConfigError
 from pipeline.observables import account_name
 
 
@@ -67,25 +65,149 @@ class SourcePolicy(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class Scoring(_Strict):
-    severity: dict[str, int] = Field(
+def _severities(critical: int, high: int, medium: int, low: int) -> dict[str, int]:
+    return {"informational": 0, "low": low, "medium": medium, "high": high, "critical": critical}
+
+
+class ThreatWeights(_Strict):
+    """How bad the alert itself is: the detector's severity, what threat intelligence says
+    about its indicators, and how often Fido has seen them before."""
+
+    cap: int = Field(default=70, ge=0, le=100)
+    severity: dict[str, int] = Field(default_factory=lambda: _severities(60, 40, 25, 10))
+    # added to every alert of a detector, e.g. {suricata: -5, crowdstrike: 5}
+    detector_base: dict[str, int] = Field(default_factory=dict)
+    # per indicator and source; "benign" is a known-good service or a benign scanner
+    verdicts: dict[str, int] = Field(
+        default_factory=lambda: {"malicious": 25, "suspicious": 10, "benign": -10}
+    )
+    seen_before: int = 3  # per earlier incident carrying the same indicator
+    max_seen_before: int = Field(default=9, ge=0)  # per indicator
+
+
+class AssetWeights(_Strict):
+    """How much the machine matters: criticality and zone from the asset inventory or
+    Jamf (matched case-insensitively), and whether it is managed and encrypted."""
+
+    cap: int = Field(default=25, ge=0, le=100)
+    criticality: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 15, "crown-jewel": 15, "high": 10}
+    )
+    zones: dict[str, int] = Field(
         default_factory=lambda: {
-            "informational": 0,
-            "low": 10,
-            "medium": 30,
-            "high": 50,
-            "critical": 70,
+            "pci": 10,
+            "restricted": 10,
+            "tier-0": 10,
+            "production": 5,
+            "dmz": 5,
         }
     )
-    user_in_directory: int = 10
-    privileged_user: int = 15
-    per_extra_event: int = 5
-    max_extra_events: int = 15
+    unmanaged: int = 5
+    unencrypted: int = 5
+
+    @field_validator("criticality", "zones")
+    @classmethod
+    def _folded(cls, values: dict[str, int]) -> dict[str, int]:
+        return {k.strip().casefold(): v for k, v in values.items()}
+
+
+class UserWeights(_Strict):
+    """How much the person matters: a real account, privileged, a VIP, and how their
+    earlier incidents ended."""
+
+    cap: int = Field(default=30, ge=0, le=100)
+    in_directory: int = 10
+    privileged: int = 15
+    vip: int = 10
+    vip_accounts: list[str] = Field(default_factory=list)  # any form: CORP\\ceo, ceo@corp
+    # a directory title or department containing one of these words makes a VIP
+    vip_titles: list[str] = Field(
+        default_factory=lambda: ["chief", "president", "director", "cfo", "ceo", "cto"]
+    )
+    vip_departments: list[str] = Field(default_factory=lambda: ["executive", "board"])
+    earlier_true_positive: int = 10  # per earlier incident of this user closed as such
+    earlier_false_positive: int = -5  # per earlier false positive or benign incident
+
+
+class CorrelationWeights(_Strict):
+    """How much the surrounding alerts say: other detectors agreeing, more events, and
+    the same alert recurring over hours (FIDO's repeat windows)."""
+
+    cap: int = Field(default=25, ge=0, le=100)
+    per_other_detector: int = 10
+    per_extra_event: int = 3
+    max_extra_events: int = Field(default=9, ge=0)
+    # a repeat seen within this many minutes updates the incident without paging again
+    quiet_repeat_minutes: float = Field(default=30, ge=0)
+    # hours the same alert has kept recurring → points (the largest window reached counts)
+    repeat_after_hours: dict[float, int] = Field(default_factory=lambda: {4.0: 5, 12.0: 10})
+
+
+class Scoring(_Strict):
+    """Four components, each capped, summed and clamped to 0–100 (docs/scoring.md)."""
+
+    threat: ThreatWeights = Field(default_factory=ThreatWeights)
+    asset: AssetWeights = Field(default_factory=AssetWeights)
+    user: UserWeights = Field(default_factory=UserWeights)
+    correlation: CorrelationWeights = Field(default_factory=CorrelationWeights)
+
+
+JoinKind = Literal["user", "host", "hash", "external_ip", "domain", "url"]
+JOIN_KINDS: tuple[JoinKind, ...] = ("user", "host", "hash", "external_ip", "domain", "url")
+
+
+class CorrelationPolicy(_Strict):
+    """When a new alert joins an open incident: it shares one of ``join_on`` with it and
+    the incident saw an alert within ``window_minutes``. Private and internal addresses
+    (RFC 1918 and ``privacy.internal_networks``) never join on their own: alerts sharing
+    one join only when they also share a user or host."""
+
+    window_minutes: int = Field(default=60, ge=0)
+    join_on: list[JoinKind] = Field(default_factory=lambda: list(JOIN_KINDS))
+    history_days: int = Field(default=90, ge=1)  # how far back sightings are counted
+
+
+class SuppressionMatch(_Strict):
+    """Every field given must match the alert; users by account, hosts and hashes
+    case-insensitively, ``ip`` an address or CIDR, ``domain`` itself or any subdomain,
+    ``title`` a case-insensitive glob (``*`` and ``?``)."""
+
+    user: str | None = None
+    host: str | None = None
+    ip: str | None = None
+    hash: str | None = None
+    domain: str | None = None
+    detector: str | None = None
+    title: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SuppressionMatch:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("a suppression must match on at least one field")
+        if self.ip is not None:
+            ipaddress.ip_network(self.ip.strip(), strict=False)  # ValueError names it
+        return self
+
+
+class SuppressionRule(_Strict):
+    """A known-noisy alert silenced on purpose: stored and attached, never posted or acted
+    on, until ``expires``."""
+
+    name: str | None = None  # how /fido suppressions and the metrics name it
+    match: SuppressionMatch
+    owner: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    expires: datetime
+
+    @field_validator("expires")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Thresholds(_Strict):
     notify: int = Field(default=0, ge=0, le=100)
-    ask_approval: int = Field(default=75, ge=0, le=100)
+    ask_approval: int = Field(default=70, ge=0, le=100)
     auto_act: int | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
@@ -134,7 +256,7 @@ BUILTIN_PROVIDERS: dict[str, dict[str, Any]] = {"virustotal": {"per_minute": 4, 
 
 
 class LookupsPolicy(_Strict):
-    """Cache, quota, retries and deferral for indicator lookups (``pipeline/lookups.py``)."""
+    """Cache, quota, retries and deferral for indicator lookups (``pipeline/lookups/``)."""
 
     enrichers: dict[str, LookupCachePolicy] = Field(default_factory=dict)  # by enricher name
     providers: dict[str, ProviderPolicy] = Field(default_factory=dict)  # by provider
@@ -189,7 +311,7 @@ class Policy(_Strict):
     sources: dict[str, SourcePolicy] = Field(default_factory=dict)
     enrichers: list[str] = Field(default_factory=lambda: ["active_directory"])
     enrichment_timeout_seconds: float = Field(default=10.0, gt=0)
-    correlation_window_minutes: int = Field(default=60, ge=0)
+    correlation: CorrelationPolicy = Field(default_factory=CorrelationPolicy)
     scoring: Scoring = Field(default_factory=Scoring)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     actions: list[ActionPolicy] = Field(
@@ -207,6 +329,9 @@ class Policy(_Strict):
     lookups: LookupsPolicy = Field(default_factory=LookupsPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     allowlist: Allowlist = Field(default_factory=Allowlist)
+    suppressions: list[SuppressionRule] = Field(default_factory=list)
+    # how long a suppression offered after a false-positive close lasts
+    suppression_days: int = Field(default=30, ge=1, le=365)
 
     def detector(self, name: str) -> DetectorPolicy | None:
         policy = self.detectors.get(name)
@@ -219,23 +344,12 @@ class Policy(_Strict):
 
 
 def load_policy(path: str | Path | None) -> Policy:
-    """Read the policy YAML; ``None`` gives the built-in defaults."""
+    """Read the policy YAML; ``None`` gives the built-in defaults.
+
+    Raises ``ConfigError`` listing every problem in the file with its line and column
+    (``pipeline/policy_file.py``)."""
     if path is None or str(path) == "":
         return Policy()
-    file = Path(path)
-    try:
-        data: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"FIDO_CONFIG: policy file {file} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"FIDO_CONFIG: {file} is not valid YAML: {exc}") from None
-    if data is None:
-        return Policy()
-    if not isinstance(data, dict):
-        raise ConfigError(f"FIDO_CONFIG: {file} must hold a mapping at the top level")
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"FIDO_CONFIG: {file}: {where}: {first['msg']}") from None
+    from pipeline import policy_file  # it imports this module
+
+    return policy_file.load_policy(path)

@@ -9,7 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
 from bot.slack import listeners
-from pipeline.worker import Pipeline
+from pipeline.engine import Engine
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
@@ -21,7 +21,7 @@ def web_client(settings: Settings) -> AsyncWebClient:
 
 def build_bolt_app(
     settings: Settings,
-    pipeline: Pipeline,
+    engine: Engine,
     client: AsyncWebClient,
     labels: Mapping[str, str] | None = None,
 ) -> AsyncApp:
@@ -32,5 +32,5 @@ def build_bolt_app(
         # Socket Mode connections are authenticated by the app token, not signed.
         request_verification_enabled=settings.slack_app_token is None,
     )
-    listeners.register(app, pipeline, labels or {})
+    listeners.register(app, engine, labels or {})
     return app

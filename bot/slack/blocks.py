@@ -4,40 +4,36 @@ Everything that comes from an alert or a directory is escaped for mrkdwn (see
 ``bot.slack.text``), so an alert cannot mention ``@channel`` or plant a link; every text is
 cut to Slack's limits, and the card never exceeds 50 blocks.
 
-Buttons: while the decision is ``ask_approval``, each proposed action without an Action row
-gets an Approve button (style danger, with a confirm dialog) and a Deny button, both
-carrying the same :class:`~bot.slack.ids.ButtonValue`; each succeeded action that can be
-undone gets an Undo button whose value names the Action row.
+Buttons: while the incident is open and the decision is ``ask_approval``, each proposed
+action without an Action row gets an Approve button (style danger, with a confirm dialog) and
+a Deny button, both carrying the same :class:`~bot.slack.ids.ButtonValue`; each succeeded
+action that can be undone gets an Undo button whose value names the Action row. An open,
+posted incident offers three close buttons (true positive, false positive, benign); once
+closed, the card says by whom and why, and a false positive offers to suppress similar
+alerts (an :class:`~bot.slack.ids.IncidentValue` each).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
-    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
 )
 
+from bot.slack import elements as el
+from bot.slack import lifecycle_blocks as lifecycle
 from bot.slack.facts import fact_sections
-from bot.slack.ids import ActionId, ButtonValue, action_id_for
+from bot.slack.ids import ActionId, ButtonValue
 from bot.slack.text import (
-    BUTTON_MAX,
-    CONFIRM_TEXT_MAX,
-    CONTEXT_MAX,
-    FIELD_MAX,
     HEADER_MAX,
     MAX_BLOCKS,
-    SECTION_MAX,
     VALUE_MAX,
     code,
     escape,
@@ -47,13 +43,28 @@ from bot.slack.text import (
     truncate,
     who,
 )
-from pipeline.models import Action, ActionStatus, Decision, Incident
+from pipeline.models import (
+    Action,
+    ActionStatus,
+    Decision,
+    Event,
+    Incident,
+    IncidentStatus,
+)
+from pipeline.records import ScoreLine, breakdown_of, enrichment_of, proposals_of, top_reasons
 
 __all__ = ["card_text", "incident_card", "render_text"]
 
 TARGET_MAX = 255  # Action.target's column size: longer proposals cannot be acted on
 MAX_ACTIONS, MAX_PROPOSALS, MAX_PER_KIND = 10, 10, 10
-# Worst case: 5 top + 6 facts + 2 decision + 21 actions + 11 proposals = 45 ≤ MAX_BLOCKS.
+TOP_REASONS = 5  # score lines on the card; /fido incident N shows them all
+MAX_SCORE_LINES = 40  # the full breakdown (a section holds 3000 characters)
+MAX_EVENTS = 10  # timeline lines
+# Worst case, open: 5 top (header, summary, score, degraded, observables) + 1 suppressed
+# + 1 timeline + 6 facts + 2 (divider, decision) + 21 actions (10 × line and Undo, 1 "earlier")
+# + 11 proposals + 1 close buttons = 48 ≤ MAX_BLOCKS. Closed: no proposals or close buttons,
+# but a closed line and the suppress offer, never made beside the suppressed mark:
+# 5 + 1 timeline + 6 + 2 + 1 closed + 21 + 1 offer = 37.
 
 SEVERITY_EMOJI: dict[str, str] = {
     "informational": "ℹ️", "low": "🔵", "medium": "🟡", "high": "🟠", "critical": "🔴",
@@ -75,28 +86,8 @@ OBSERVABLE_KINDS = (
 )  # fmt: skip
 
 
-def _section(text: str, fields: Sequence[str] = ()) -> SectionBlock:
-    return SectionBlock(
-        text=MarkdownTextObject(text=truncate(text, SECTION_MAX)),
-        fields=[MarkdownTextObject(text=truncate(f, FIELD_MAX)) for f in fields[:10]] or None,
-    )
-
-
-def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=truncate(text, CONTEXT_MAX))])
-
-
 def _label(labels: Mapping[str, str], responder: str) -> str:
     return labels.get(responder) or f"run {responder} on"
-
-
-def _fact_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        shown = ", ".join(escape(truncate(str(v), 60)) for v in value[:5])
-        return shown + (f" +{len(value) - 5} more" if len(value) > 5 else "")
-    return escape(truncate(str(value), VALUE_MAX))
 
 
 def _header(incident: Incident) -> HeaderBlock:
@@ -107,30 +98,50 @@ def _header(incident: Incident) -> HeaderBlock:
 
 def _summary(incident: Incident) -> ContextBlock:
     events = f"{incident.event_count} event{'' if incident.event_count == 1 else 's'}"
+    follows = f" · follows #{incident.previous_id}" if incident.previous_id else ""
     created = f" · {slack_date(incident.created_at)}" if incident.created_at else ""
-    return _context(f"Incident #{incident.id} · {events}{created}")
+    return el.context(f"Incident #{incident.id}{follows} · {events}{created}")
 
 
-def _score(incident: Incident) -> SectionBlock:
-    lines = [f"*Score: {incident.score}/100*"]
-    for item in incident.score_breakdown[:30]:
-        reason = escape(truncate(str(item.get("reason", "")), VALUE_MAX))
-        lines.append(f"• {int(item.get('points', 0)):+d} {reason}")
-    return _section("\n".join(lines))
+def _reason_line(line: ScoreLine) -> str:
+    return f"• {line.points:+d} {escape(truncate(line.reason, VALUE_MAX))}"
+
+
+def _by_component(lines: Sequence[ScoreLine]) -> list[str]:
+    """Every line under its component's heading and subtotal, components in order of use."""
+    text: list[str] = []
+    for component in dict.fromkeys(line.component for line in lines):
+        mine = [line for line in lines if line.component == component]
+        text.append(f"*{component.value.capitalize()}* {sum(li.points for li in mine):+d}")
+        text += [_reason_line(line) for line in mine]
+    return text
+
+
+def _score(incident: Incident, *, full: bool) -> SectionBlock:
+    """The score with its top reasons (the card) or every line by component
+    (``/fido incident N``)."""
+    lines = breakdown_of(incident.score_breakdown)
+    shown = lines[:MAX_SCORE_LINES] if full else top_reasons(lines, TOP_REASONS)
+    text = [f"*Score: {incident.score}/100*" + (" · every point" if full else " · top reasons")]
+    text += _by_component(shown) if full else [_reason_line(line) for line in shown]
+    hidden = len(lines) - len(shown)
+    if hidden > 0:
+        text.append(f"_{hidden} more: `/fido incident {incident.id}` shows every point_")
+    return el.section("\n".join(text))
 
 
 def _degraded(incident: Incident) -> ContextBlock | None:
     if not incident.degraded:
         return None
     failed = []
-    for name, result in incident.enrichment.items():
-        if isinstance(result, dict) and result.get("status") != "ok":
-            why = escape(result.get("status") or "error")
-            if result.get("error"):
-                why += f": {escape(truncate(str(result['error']), VALUE_MAX))}"
+    for name, result in enrichment_of(incident.enrichment).items():
+        if not result.ok:
+            why = escape(result.status.value)
+            if result.error:
+                why += f": {escape(truncate(result.error, VALUE_MAX))}"
             failed.append(f"{escape(name)} ({why})")
     named = ": " + ", ".join(failed) if failed else ""
-    return _context(f"⚠️ *Enrichment incomplete*{named}. Fido asks rather than acts.")
+    return el.context(f"⚠️ *Enrichment incomplete*{named}. Fido asks rather than acts.")
 
 
 def _observables(incident: Incident) -> SectionBlock | None:
@@ -141,7 +152,7 @@ def _observables(incident: Incident) -> SectionBlock | None:
             shown = ", ".join(code(v) for v in values[:MAX_PER_KIND])
             more = f" +{len(values) - MAX_PER_KIND} more" if len(values) > MAX_PER_KIND else ""
             lines.append(f"*{title}:* {shown}{more}")
-    return _section("*Observables*\n" + "\n".join(lines)) if lines else None
+    return el.section("*Observables*\n" + "\n".join(lines)) if lines else None
 
 
 def _decision(incident: Incident) -> SectionBlock | None:
@@ -150,28 +161,7 @@ def _decision(incident: Incident) -> SectionBlock | None:
     text = f"*Decision:* {DECISION_TEXT.get(incident.decision, escape(incident.decision))}"
     if incident.decision_reason:
         text += f" — {escape(truncate(incident.decision_reason, 1000))}"
-    return _section(text)
-
-
-def _button(
-    kind: ActionId, text: str, value: ButtonValue, discriminator: str, **kw: Any
-) -> ButtonElement:
-    return ButtonElement(
-        text=PlainTextObject(text=truncate(one_line(text), BUTTON_MAX), emoji=True),
-        action_id=action_id_for(kind, discriminator),
-        value=value.dump(),
-        **kw,
-    )
-
-
-def _confirm(title: str, text: str, yes: str) -> ConfirmObject:
-    return ConfirmObject(
-        title=PlainTextObject(text=title),
-        text=PlainTextObject(text=truncate(one_line(text), CONFIRM_TEXT_MAX)),
-        confirm=PlainTextObject(text=yes),
-        deny=PlainTextObject(text="Cancel"),
-        style="danger",
-    )
+    return el.section(text)
 
 
 def _action_line(action: Action, label: str) -> str:
@@ -204,10 +194,10 @@ def _actions(
     ordered = sorted(actions, key=lambda a: (a.created_at, a.id or 0))
     blocks: list[Block] = []
     if len(ordered) > MAX_ACTIONS:
-        blocks.append(_context(f"_{len(ordered) - MAX_ACTIONS} earlier actions not shown_"))
+        blocks.append(el.context(f"_{len(ordered) - MAX_ACTIONS} earlier actions not shown_"))
     for action in ordered[-MAX_ACTIONS:]:
         label = _label(labels, action.responder)
-        blocks.append(_context(_action_line(action, label)))
+        blocks.append(el.context(_action_line(action, label)))
         if action.status == ActionStatus.succeeded and action.id is not None and can_undo(action):
             value = ButtonValue(
                 incident_id=incident_id,
@@ -216,8 +206,8 @@ def _actions(
                 action_id=action.id,
             )
             what = f"{label} {action.target}"
-            confirm = _confirm("Undo this action?", f"Fido will undo: {what}.", "Undo")
-            undo = _button(ActionId.UNDO, f"Undo: {what}", value, str(action.id), confirm=confirm)
+            confirm = el.confirm("Undo this action?", f"Fido will undo: {what}.", "Undo")
+            undo = el.button(ActionId.UNDO, f"Undo: {what}", value, str(action.id), confirm=confirm)
             blocks.append(ActionsBlock(elements=[undo]))
     return blocks
 
@@ -228,31 +218,47 @@ def _proposals(
     if incident.decision != Decision.ask_approval:
         return []
     taken = {(a.responder, a.target) for a in actions}
-    proposed = [
-        (str(p["responder"]), str(p["target"]))
-        for p in incident.proposed_actions
-        if isinstance(p, dict) and "responder" in p and "target" in p
-    ]
+    proposed = [(p.responder, p.target) for p in proposals_of(incident.proposed_actions)]
     pending = [p for p in dict.fromkeys(proposed) if p not in taken]
     blocks: list[Block] = []
     for responder, target in pending[:MAX_PROPOSALS]:
         label, key = _label(labels, responder), f"{responder}:{target}"
         if len(target) > TARGET_MAX:
-            blocks.append(_context(f"⚠️ cannot act on a {len(target)}-character target"))
+            blocks.append(el.context(f"⚠️ cannot act on a {len(target)}-character target"))
             continue
         value = ButtonValue(incident_id=incident_id, responder=responder, target=target)
         what = f"{label} {target}"
-        confirm = _confirm(
+        confirm = el.confirm(
             "Approve containment?", f"Fido will {what} now (incident #{incident_id}).", "Approve"
         )
-        approve = _button(
+        approve = el.button(
             ActionId.APPROVE, f"Approve: {what}", value, key, style="danger", confirm=confirm
         )
-        blocks.append(ActionsBlock(elements=[approve, _button(ActionId.DENY, "Deny", value, key)]))
+        blocks.append(
+            ActionsBlock(elements=[approve, el.button(ActionId.DENY, "Deny", value, key)])
+        )
     if len(pending) > MAX_PROPOSALS:
         more = len(pending) - MAX_PROPOSALS
-        blocks.append(_context(f"_{more} more proposals: see `/fido incident {incident_id}`_"))
+        blocks.append(el.context(f"_{more} more proposals: see `/fido incident {incident_id}`_"))
     return blocks
+
+
+def _timeline(events: Sequence[Event]) -> SectionBlock | None:
+    if not events:
+        return None
+    ordered = sorted(events, key=lambda e: (e.occurred_at or e.received_at, e.id or 0))
+    lines = [f"*Timeline* · {len(ordered)} event{'' if len(ordered) == 1 else 's'}"]
+    for event in ordered[:MAX_EVENTS]:
+        line = (
+            f"• {slack_date(event.occurred_at or event.received_at)} · {code(event.detector)}"
+            f" · {SEVERITY_EMOJI.get(event.severity, '⚪')} {escape(truncate(event.title, 150))}"
+        )
+        if event.suppressed_by:
+            line += f" · 🔕 {code(event.suppressed_by)}"
+        lines.append(one_line(line))
+    if len(ordered) > MAX_EVENTS:
+        lines.append(f"_+{len(ordered) - MAX_EVENTS} more_")
+    return el.section("\n".join(lines))
 
 
 def incident_card(
@@ -261,28 +267,49 @@ def incident_card(
     *,
     labels: Mapping[str, str] | None = None,
     can_undo: Callable[[Action], bool] | None = None,
+    full: bool = False,
+    events: Sequence[Event] | None = None,
+    suppression_days: int = 30,
+    suppression: str | None = None,
 ) -> list[Block]:
-    """The blocks of an incident's Slack message (no buttons while it has no id).
+    """The blocks of an incident's Slack message (no buttons while it has no id); ``full``
+    shows the whole score breakdown by component instead of the top reasons, and
+    ``events`` adds a timeline.
 
     ``labels`` maps a responder name to its button verb (``{"ad_disable_account":
     "disable"}``). ``can_undo`` says whether a succeeded action offers Undo; by default,
-    when the responder left ``undo_data``.
+    when the responder left ``undo_data``. ``suppression_days`` is how long the
+    suppression offered after a false-positive close lasts (the policy's
+    ``suppression_days``); ``suppression`` is the key of one already made from this
+    incident, shown instead of the offer.
     """
     labels = labels or {}
     can_undo = can_undo or (lambda action: bool(action.undo_data))
+    closed = incident.status == IncidentStatus.closed
     blocks: list[Block | None] = [
         _header(incident),
         _summary(incident),
-        _score(incident),
+        lifecycle.suppressed(incident),
+        _score(incident, full=full),
         _degraded(incident),
         _observables(incident),
-        *fact_sections(incident.enrichment),
+        _timeline(events or []),
+        *fact_sections(enrichment_of(incident.enrichment)),
         DividerBlock(),
         _decision(incident),
+        lifecycle.closed(incident) if closed else None,
     ]
     if incident.id is not None:
         blocks += _actions(incident.id, actions, labels, can_undo)
-        blocks += _proposals(incident, incident.id, actions, labels)
+        if closed:
+            blocks.append(
+                lifecycle.suppress_offer(
+                    incident, incident.id, days=suppression_days, suppression=suppression
+                )
+            )
+        else:
+            blocks += _proposals(incident, incident.id, actions, labels)
+            blocks.append(lifecycle.close_buttons(incident, incident.id))
     return [b for b in blocks if b is not None][:MAX_BLOCKS]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
 from bot.slack.text import FIELD_MAX, SECTION_MAX, VALUE_MAX, code, escape, truncate
+from pipeline.records import Enrichment, FactState, fact_state
 
 MAX_SUBJECTS = 4  # user and host sections
 MAX_INDICATOR_LINES = 20
@@ -31,7 +32,7 @@ HOST_FACTS = (
     ("last_check_in", "Last check-in"), ("last_logon", "Last logon"),
     ("description", "Description"),
 )  # fmt: skip
-VERDICT_EMOJI = {"malicious": "🔴", "suspicious": "🟠", "clean": "🟢"}
+VERDICT_EMOJI = {"malicious": "🔴", "suspicious": "🟠", "benign": "🟢", "clean": "🟢"}
 # the one number that says most about an indicator, by the key a source uses for it
 HEADLINES = (
     ("detection_ratio", "detections"), ("abuse_confidence", "abuse confidence"),
@@ -39,7 +40,6 @@ HEADLINES = (
     ("popular_threat_label", "label"), ("owner", "owner"), ("criticality", "criticality"),
     ("zone", "zone"), ("assigned_user", "assigned to"),
 )  # fmt: skip
-STATES = ("pending", "withheld", "allowlisted", "error")
 
 
 def _value(value: Any) -> str:
@@ -61,26 +61,27 @@ def _link(url: Any, label: str) -> str:
 
 def _state(facts: Mapping[str, Any]) -> str | None:
     """A sentence for a value that has no answer (yet)."""
-    if facts.get("pending"):
+    state = fact_state(facts)
+    if state is FactState.pending:
         return "⏳ pending (waiting for the provider's quota)"
-    if facts.get("withheld"):
-        return f"🔒 not sent ({escape(facts['withheld'])} value)"
-    if facts.get("allowlisted"):
+    if state is FactState.withheld:
+        return f"🔒 not sent ({escape(str(facts['withheld']))} value)"
+    if state is FactState.allowlisted:
         return "✔️ allowlisted"
-    if facts.get("error"):
+    if state is FactState.error:
         return f"⚠️ {escape(truncate(str(facts['error']), VALUE_MAX))}"
-    if facts.get("found") is False:
+    if state is FactState.not_found:
         return "not found"
     return None
 
 
-def _records(enrichment: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def _records(enrichment: Enrichment) -> dict[str, dict[str, dict[str, Any]]]:
     """{observable key: {source: facts}} from the sources that answered."""
     records: dict[str, dict[str, dict[str, Any]]] = {}
     for source, result in enrichment.items():
-        if not isinstance(result, Mapping) or result.get("status") != "ok":
+        if not result.ok:
             continue
-        for key, facts in (result.get("facts") or {}).items():
+        for key, facts in result.facts.items():
             if isinstance(facts, Mapping):
                 records.setdefault(key, {})[source] = dict(facts)
     return records
@@ -126,7 +127,7 @@ def _indicator_line(key: str, source: str, facts: Mapping[str, Any]) -> str:
     return f"• {escape(kind)} {code(value)} — {where}: " + (", ".join(parts) or "known")
 
 
-def fact_sections(enrichment: Mapping[str, Any]) -> list[SectionBlock]:
+def fact_sections(enrichment: Enrichment) -> list[SectionBlock]:
     """The card's enrichment sections (at most MAX_SUBJECTS + 2 blocks)."""
     records = _records(enrichment)
     subjects = [k for k in records if k.startswith(("user:", "host:"))]

@@ -8,11 +8,16 @@ discriminator that makes it unique in the message::
     fido_approve:ad_disable_account:alice     Approve one proposal (responder:target)
     fido_deny:ad_disable_account:alice        Deny that proposal
     fido_undo:12                              Undo the Action row with id 12
+    fido_close:false_positive                 Close the incident with that verdict
+    fido_suppress:7                           Suppress alerts like incident 7's
+    fido_remove_suppression:3                 Remove suppression db:3 (``/fido suppressions``)
 
 Listeners never parse the discriminator: they match the kind with
 ``app.action(ACTION_ID_PATTERNS[ActionId.APPROVE])`` and read what to do from the button's
-``value``, a :class:`ButtonValue` in JSON. A discriminator that would push the id past
-Slack's 255 characters is replaced by a digest of itself, so ids stay unique and valid.
+``value``, a small pydantic model in JSON: :class:`ButtonValue` (Approve, Deny, Undo),
+:class:`IncidentValue` (Close, Suppress) or :class:`SuppressionValue` (Remove). A
+discriminator that would push the id past Slack's 255 characters is replaced by a digest of
+itself, so ids stay unique and valid.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.models import CloseVerdict
+
 ACTION_ID_MAX = 255  # Slack's limit for action_id
 BUTTON_VALUE_MAX = 2000  # Slack's limit for a button's value
 
@@ -31,6 +38,9 @@ class ActionId(StrEnum):
     APPROVE = "fido_approve"
     DENY = "fido_deny"
     UNDO = "fido_undo"
+    CLOSE = "fido_close"
+    SUPPRESS = "fido_suppress"
+    REMOVE_SUPPRESSION = "fido_remove_suppression"
 
 
 def action_id_for(kind: ActionId, value: str) -> str:
@@ -58,18 +68,10 @@ def kind_of(action_id: str) -> ActionId | None:
     return None
 
 
-class ButtonValue(BaseModel):
-    """What an Approve / Deny / Undo button carries, as its JSON ``value``.
-
-    ``action_id`` is the Action row's id (Undo only), not the Slack ``action_id``.
-    """
+class ValueModel(BaseModel):
+    """What a button carries, as its JSON ``value``: frozen, and strict about its fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    incident_id: int
-    responder: str
-    target: str
-    action_id: int | None = None
 
     def dump(self) -> str:
         """The JSON for a button's ``value``; raises ValueError past Slack's 2000 chars."""
@@ -77,3 +79,30 @@ class ButtonValue(BaseModel):
         if len(value) > BUTTON_VALUE_MAX:
             raise ValueError(f"button value is {len(value)} characters (max {BUTTON_VALUE_MAX})")
         return value
+
+
+class ButtonValue(ValueModel):
+    """What an Approve / Deny / Undo button carries.
+
+    ``action_id`` is the Action row's id (Undo only), not the Slack ``action_id``.
+    """
+
+    incident_id: int
+    responder: str
+    target: str
+    action_id: int | None = None
+
+
+class IncidentValue(ValueModel):
+    """What a Close or Suppress button carries: the incident, and the verdict (Close) or
+    how many days the suppression lasts (Suppress, as its label says)."""
+
+    incident_id: int
+    verdict: CloseVerdict | None = None
+    days: int | None = None
+
+
+class SuppressionValue(ValueModel):
+    """What a Remove button in ``/fido suppressions`` carries: the ``db:ID`` row's id."""
+
+    suppression_id: int

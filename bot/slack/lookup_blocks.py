@@ -10,6 +10,7 @@ from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTe
 from bot.slack.text import code, escape, truncate
 from pipeline.investigate import Report
 from pipeline.observables import Observables
+from pipeline.records import EnrichmentResult, FactState, fact_state
 
 SECTION_MAX = 3000
 MAX_BLOCKS = 50
@@ -26,14 +27,14 @@ def _value(value: Any) -> str:
     return escape(value)
 
 
-def _facts(name: str, result: dict[str, Any], key: str) -> str:
-    status = result.get("status")
-    if status != "ok":
-        return f"*{escape(name)}*: :warning: {escape(status)} — {escape(result.get('error'))}"
-    facts = result.get("facts", {}).get(key)
+def _facts(name: str, result: EnrichmentResult, key: str) -> str:
+    if not result.ok:
+        why = f"{result.status.value} — {result.error or 'no detail'}"
+        return f"*{escape(name)}*: :warning: {escape(why)}"
+    facts = result.facts.get(key)
     if not facts:
         return f"*{escape(name)}*: nothing known"
-    if facts.get("found") is False:
+    if fact_state(facts) is FactState.not_found:
         return f"*{escape(name)}*: not found"
     lines = [f"*{escape(name)}*"]
     for field, value in facts.items():

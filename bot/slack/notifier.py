@@ -22,11 +22,11 @@ class SlackNotifier:
     async def publish(self, incident: Incident, actions: Sequence[Action]) -> MessageRef | None:
         blocks = incident_card(incident, actions, labels=self.labels)
         text = card_text(incident)
-        if incident.slack_channel and incident.slack_ts:
+        if incident.message_channel and incident.message_ts:
             await self.client.chat_update(
-                channel=incident.slack_channel, ts=incident.slack_ts, blocks=blocks, text=text
+                channel=incident.message_channel, ts=incident.message_ts, blocks=blocks, text=text
             )
-            return MessageRef(incident.slack_channel, incident.slack_ts)
+            return MessageRef(incident.message_channel, incident.message_ts)
         response = await self.client.chat_postMessage(
             channel=self.channel, blocks=blocks, text=text, unfurl_links=False
         )

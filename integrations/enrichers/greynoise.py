@@ -6,9 +6,9 @@ seen it" with HTTP 404 and a body such as ``{"ip": …, "noise": false, "riot": 
 and a 400 saying the address is not routable IPv4, yield None. A 404 without that body (a
 wrong base URL) is an error. The Community API knows IPv4 only, so IPv6 is not sent.
 
-Verdict: ``malicious`` when GreyNoise classifies it so; ``clean`` for RIOT (a known
-business service) or ``benign`` (a known research scanner); ``suspicious`` for noise of
-unknown intent; ``unknown`` otherwise.
+Verdict: ``malicious`` when GreyNoise classifies it so; ``benign`` for RIOT (a known
+business service) or a ``benign`` classification (a known research scanner) — which lowers
+the threat score; ``suspicious`` for noise of unknown intent; ``unknown`` otherwise.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def verdict(*, noise: bool, riot: bool, classification: str | None) -> str:
     if classification == "malicious":
         return "malicious"
     if riot or classification == "benign":
-        return "clean"
+        return "benign"
     if noise:
         return "suspicious"
     return "unknown"

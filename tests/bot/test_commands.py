@@ -16,9 +16,9 @@ from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
 from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
+from pipeline.engine import Engine
 from pipeline.ingest import ingest
 from pipeline.policy import ActionPolicy, Policy
-from pipeline.worker import Pipeline
 from tests.fixtures.slack import FakeSlack, signed_headers, slash_command_body
 from tests.pipeline.fakes import DirectoryEnricher, LockResponder
 
@@ -33,7 +33,7 @@ async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=fake_slack.base_url,
     )
-    pipeline = Pipeline(
+    pipeline = Engine(
         db=db,
         policy=Policy(actions=[ActionPolicy(responder="test_lock")]),
         enrichers=[DirectoryEnricher({"alice": {"display_name": "Alice"}})],
@@ -92,6 +92,20 @@ async def test_incident_command_shows_the_card_ephemerally(slack_http: Any, db: 
         ("<!channel>", "unknown command"),
         ("payload=1 frobnicate", "unknown command `payload=1`"),
         ("incident payload.exe", "usage: `/fido incident N`"),
+        ("close", "usage: `/fido close N tp|fp|benign [reason…]`"),
+        ("close 1", "usage: `/fido close N tp|fp|benign"),
+        ("close 1 maybe", "usage: `/fido close N tp|fp|benign"),
+        ("close one fp", "usage: `/fido close N tp|fp|benign"),
+        ("close 999 fp", "there is no incident 999"),
+        ("suppress", "usage: `/fido suppress N [DAYS] [reason…]`"),
+        ("suppress x", "usage: `/fido suppress N [DAYS]"),
+        ("suppress 999", "there is no incident 999"),
+        ("suppressions now", "usage: `/fido suppressions`"),
+        ("unsuppress", "usage: `/fido unsuppress ID`"),
+        ("unsuppress 1 2", "usage: `/fido unsuppress ID`"),
+        ("unsuppress abc", "usage: `/fido unsuppress ID`"),
+        ("unsuppress policy:scanner", "`policy:scanner` is in the policy file"),
+        ("unsuppress 42", "there is no suppression 42 in force"),
     ],
 )
 async def test_bad_commands_get_an_ephemeral_reason(
@@ -104,7 +118,18 @@ async def test_bad_commands_get_an_ephemeral_reason(
 
 async def test_help(slack_http: Any) -> None:
     reply = await slack_http("")
-    assert "/fido incident N" in reply["text"]
+    assert reply == await slack_http("help") | {"response_id": reply["response_id"]}
+    commands = [line for line in reply["text"].splitlines() if line.startswith("• ")]
+    assert [line.split("`")[1].split()[1] for line in commands] == [
+        "help",
+        "lookup",
+        "incident",
+        "close",
+        "suppress",
+        "suppressions",
+        "unsuppress",
+    ]
+    assert "• `/fido close N tp|fp|benign [reason…]`: close incident N with a verdict" in commands
 
 
 async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: Database) -> None:
@@ -117,7 +142,7 @@ async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: 
             ).encode(),
         )
     await slack_http.pipeline.drain()
-    await slack_http.pipeline.approve(
+    await slack_http.pipeline.incidents.approve(
         incident_id=1, responder="test_lock", target="alice", actor="UANALYST"
     )
     reply = await slack_http("lookup user alice@corp.test")
@@ -125,7 +150,7 @@ async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: 
     shown = json.dumps(reply["blocks"])
     assert "user: alice@corp.test" in shown
     assert "test_directory" in shown
-    assert "#1 critical 80/100 Odd login" in shown
+    assert "#1 critical 70/100 Odd login" in shown  # severity critical 60 + real account 10
     assert "test_lock alice: succeeded" in shown
 
 
@@ -186,4 +211,5 @@ async def test_app_home_lists_open_incidents(
     [published] = fake_slack.calls("views.publish")
     assert published["user_id"] == "UANALYST"
     shown = json.dumps(published["view"])
-    assert "#1" in shown and "Beaconing &lt;!here&gt;" in shown and "60/100" in shown
+    # severity high 40 + a real account in the directory 10
+    assert "#1" in shown and "Beaconing &lt;!here&gt;" in shown and "50/100" in shown

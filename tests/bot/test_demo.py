@@ -16,8 +16,10 @@ def test_fido_demo_runs_offline_and_prints_explained_incidents(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     out = done.stdout
     # the MFA-fatigue sign-in and the impossible travel (alice@…) form one incident
-    assert "Incident #1 · CRITICAL · score 85/100" in out
-    assert "+70  severity critical" in out
+    assert "Incident #1 · CRITICAL · score 73/100" in out
+    assert "+60  severity critical" in out
+    assert "+10  user alice is a real account in the directory" in out
+    assert "+3  1 more related event" in out
     assert "decision: ask_approval" in out
     assert "[ Approve: disable alice ]" in out
     assert "Administrator is a protected account" in out

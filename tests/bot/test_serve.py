@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,6 +35,21 @@ def fido(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_healthy(process: subprocess.Popen[str], port: int) -> str:
+    """The base URL of a ``fido serve`` once /healthz answers 200."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "fido serve did not become healthy"
+        time.sleep(0.2)
 
 
 def test_missing_setting_stops_serve_with_one_clear_line(tmp_path: Path) -> None:
@@ -92,17 +108,7 @@ def test_serve_takes_an_alert_posts_a_card_and_stops_on_sigterm(
     )
     process = fido("serve", env=env, cwd=tmp_path)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "fido serve did not become healthy"
-            time.sleep(0.2)
+        base = wait_healthy(process, port)
         response = httpx.post(
             f"{base}/webhooks/generic",
             content=json.dumps({"id": "s-1", "title": "Test alert", "severity": "high"}),
@@ -160,3 +166,73 @@ def test_serve_tails_a_log_source_on_its_schedule(tmp_path: Path, fake_slack: Fa
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
+
+
+def _decision_of(db: Path, external_id: str) -> str | None:
+    """The decision on the incident an alert joined, once the worker processed it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as connection:
+            row = connection.execute(
+                "SELECT incident.decision FROM event JOIN incident ON incident.id = "
+                "event.incident_id WHERE event.external_id = ? AND event.status = 'done'",
+                (external_id,),
+            ).fetchone()
+        if row is not None:
+            return str(row[0])
+        time.sleep(0.1)
+    raise AssertionError(f"alert {external_id} was never processed")
+
+
+def test_sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_invalid(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("enrichers: []\nactions: [{responder: log_only}]\n")
+    port, db = free_port(), tmp_path / "fido.db"
+    env = clean_env(
+        FIDO_DATABASE_URL=f"sqlite:///{db}",
+        FIDO_CONFIG=str(policy),
+        FIDO_HTTP_PORT=str(port),
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        FIDO_SLACK_CHANNEL="C0HUP",
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET="hup-secret",
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    process = fido("serve", env=env, cwd=tmp_path)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def alert(xid: str) -> None:
+        body = json.dumps({"id": xid, "title": f"alert {xid}", "severity": "high", "host": xid})
+        assert (
+            httpx.post(f"{base}/webhooks/generic", content=body, headers=headers).status_code == 202
+        )
+
+    try:
+        base = wait_healthy(process, port)
+        alert("a")
+        assert _decision_of(db, "a") == "notify"
+        policy.write_text(  # notify only from 100: a high alert is now recorded only
+            "enrichers: []\nactions: [{responder: log_only}]\nthresholds: {notify: 100}\n"
+        )
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        alert("b")
+        assert _decision_of(db, "b") == "record"
+        policy.write_text("thresholds: {notify: 500}\nnonsense: 1\n")  # invalid
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        alert("c")
+        assert _decision_of(db, "c") == "record"  # the previous policy still holds
+        assert process.poll() is None
+        assert [p["text"] for p in fake_slack.calls("chat.postMessage")] == [
+            "[HIGH] 40/100 Incident #1: alert a"
+        ]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"policy reloaded from {policy}" in output
+    assert "policy not reloaded, keeping the previous one" in output
+    assert "thresholds.notify" in output and "nonsense" in output

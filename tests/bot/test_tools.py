@@ -137,3 +137,86 @@ def test_lookup_on_the_command_line(tmp_path: Path) -> None:
     }
     bad = fido("lookup", "ip", "nope", cwd=tmp_path, FIDO_CONFIG=str(policy))
     assert bad.returncode == 1 and b"nope is not an IP address" in bad.stderr
+
+
+async def _closed_incident(url: str) -> None:
+    """Incident 1: an approved action, then closed as a true positive."""
+    from pipeline.engine import Engine
+    from pipeline.ingest import ingest
+    from pipeline.models import CloseVerdict
+    from pipeline.policy import ActionPolicy, Policy
+    from tests.pipeline.fakes import DirectoryEnricher, LockResponder
+
+    database.upgrade(url)
+    db = database.Database(url)
+    engine = Engine(
+        db=db,
+        policy=Policy(actions=[ActionPolicy(responder="test_lock")]),
+        enrichers=[DirectoryEnricher({"alice": {"display_name": "Alice"}})],
+        responders={"test_lock": LockResponder()},
+        approvers=["UANALYST"],
+    )
+    for n, title in ((1, "Odd login"), (2, "Odd login <again>")):
+        body = {"id": str(n), "title": title, "severity": "critical", "user": "alice"}
+        async with db.session() as session:
+            await ingest(
+                session=session, detector=GenericDetector(), body=json.dumps(body).encode()
+            )
+        await engine.drain()
+    await engine.incidents.approve(
+        incident_id=1, responder="test_lock", target="alice", actor="UANALYST"
+    )
+    await engine.incidents.close(
+        incident_id=1, verdict=CloseVerdict.true_positive, actor="UANALYST", reason="contained"
+    )
+    await db.dispose()
+
+
+async def test_incident_on_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fido.db'}"
+    await _closed_incident(url)
+
+    done = fido("incident", "1", "--json", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert {k: shown[k] for k in ("id", "title", "status", "verdict", "closed_by")} == {
+        "id": 1,
+        "title": "Odd login",
+        "status": "closed",
+        "verdict": "true_positive",
+        "closed_by": "UANALYST",
+    }
+    assert shown["close_reason"] == "contained" and shown["closed_at"].endswith("+00:00")
+    assert shown["score"] == sum(line["points"] for line in shown["breakdown"])
+    assert {"points": 60, "reason": "severity critical", "component": "threat"} in shown[
+        "breakdown"
+    ]
+    assert {line["component"] for line in shown["breakdown"]} >= {"threat", "user", "correlation"}
+    assert shown["decision"] == "ask_approval" and shown["decision_reason"].startswith("score ")
+    assert [(e["id"], e["title"]) for e in shown["events"]] == [
+        (1, "Odd login"),
+        (2, "Odd login <again>"),
+    ]
+    [action] = shown["actions"]
+    assert (action["responder"], action["target"], action["status"]) == (
+        "test_lock",
+        "alice",
+        "succeeded",
+    )
+    assert action["approved_by"] == "UANALYST"
+
+    text = fido("incident", "#1", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert text.returncode == 2  # not a number: typer's usage error
+    text = fido("incident", "1", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert text.returncode == 0, text.stderr
+    out = text.stdout.decode()
+    assert out.splitlines()[0] == "🔴 CRITICAL · Odd login"
+    assert f"*Score: {shown['score']}/100* · every point\n*Threat* +60\n" in out
+    assert "• +60 severity critical" in out and "• +10 user alice is a real account" in out
+    assert "*Timeline* · 2 events" in out and "🔴 Odd login <again>" in out
+    assert "✅ Closed as true positive by @UANALYST · " in out and " · contained" in out
+    assert "run test_lock on* `alice` · *succeeded* · approved by @UANALYST" in out
+
+    missing = fido("incident", "99", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip() == "fido: there is no incident 99"

@@ -128,3 +128,30 @@ async def test_metrics_count_what_is_stored(client: httpx.AsyncClient) -> None:
     assert 'fido_events{status="pending"} 1.0' in lines
     assert 'fido_dead_letters{status="pending"} 1.0' in lines
     assert "fido_deferred_lookups 0.0" in lines
+
+
+async def test_metrics_count_verdicts_and_what_each_suppression_hid(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.engine import Engine
+    from pipeline.models import CloseVerdict
+    from pipeline.policy import Policy, SuppressionMatch, SuppressionRule
+
+    rule = SuppressionRule(
+        name="pentest",
+        match=SuppressionMatch(title="scan*"),
+        owner="secops",
+        reason="pen test",
+        expires=datetime.now(UTC) + timedelta(days=1),
+    )
+    engine = Engine(db=db, policy=Policy(enrichers=[], suppressions=[rule]), approvers=["UA"])
+    for i, title in enumerate(("scan one", "scan two", "real one")):
+        body = json.dumps({"id": f"s{i}", "title": title, "host": f"h{i}"}).encode()
+        await client.post("/webhooks/generic", content=body, headers=AUTH)
+    assert await engine.drain() == 3
+    await engine.incidents.close(incident_id=3, verdict=CloseVerdict.true_positive, actor="UA")
+    lines = (await client.get("/metrics")).text.splitlines()
+    assert 'fido_suppressed_alerts{suppression="policy:pentest"} 2.0' in lines
+    assert 'fido_incident_verdicts{verdict="true_positive"} 1.0' in lines

@@ -102,7 +102,7 @@ async def test_policy_lookups_are_built_wrapped_and_screened(db) -> None:  # typ
     import httpx
 
     from integrations.enrichers.virustotal import VirusTotalLookup
-    from pipeline.lookups import LookupEnricher
+    from pipeline.lookups.enricher import LookupEnricher
     from pipeline.observables import Observables
     from tests.integrations.enrichers.external.vendor import payload
 

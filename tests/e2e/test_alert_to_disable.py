@@ -28,9 +28,9 @@ from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import audit
 from pipeline.db import Database
+from pipeline.engine import Engine
 from pipeline.models import Action
 from pipeline.policy import Policy
-from pipeline.worker import Pipeline
 from tests.fixtures.slack import FakeSlack, block_actions_body, signed_headers
 
 
@@ -59,7 +59,7 @@ CHANNEL = "C0INCIDENT"
 class Fido:
     http: httpx.AsyncClient
     slack: FakeSlack
-    pipeline: Pipeline
+    pipeline: Engine
     db: Database
 
     async def alert(self, **fields: Any) -> httpx.Response:
@@ -126,7 +126,7 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
     wiring = Wiring(settings, Policy())
     responders = wiring.responders()
     client = web_client(settings)
-    pipeline = Pipeline(
+    pipeline = Engine(
         db=db,
         policy=Policy(),
         enrichers=wiring.enrichers(db),
@@ -140,10 +140,10 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         detectors=wiring.detectors(),
         webhook_token=settings.webhook_token,
         bolt=bolt,
-        on_ingest=pipeline.wakeup.set,
+        on_ingest=pipeline.worker.wakeup.set,
     )
     stop = asyncio.Event()
-    worker = asyncio.create_task(pipeline.run(stop, idle=0.1))
+    worker = asyncio.create_task(pipeline.worker.run(stop, idle=0.1))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
     ) as http:
@@ -181,7 +181,7 @@ async def test_alert_card_approve_disables_in_ad_and_undo_enables(
     post = await posted_card(fido)
     assert post["channel"] == CHANNEL
     card = json.dumps(blocks_of(post))
-    assert "Erin Endtoend" in card and "80/100" in card
+    assert "Erin Endtoend" in card and "70/100" in card
     [approve] = buttons(blocks_of(post), ActionId.APPROVE)
     assert approve["text"]["text"] == f"Approve: disable {name}"
     message = {"channel": post["channel"], "ts": post["ts"]}
@@ -252,3 +252,27 @@ async def test_unsigned_or_stale_clicks_are_refused(
     assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
     async with fido.db.session() as session:
         assert (await session.exec(select(Action))).all() == []
+
+
+async def test_a_privileged_vip_in_real_ad_scores_for_it_and_is_not_proposed(
+    fido: Fido, samba_ad: Any
+) -> None:
+    name = f"vip{uuid.uuid4().hex[:8]}"
+    samba_ad.create_user(
+        name,
+        "Fido-e2e-Passw0rd!",
+        display_name="Victor Ip",
+        title="Chief Financial Officer",
+        groups=["Domain Admins"],
+    )
+    response = await fido.alert(
+        id=f"vip-{name}", title="Credential dump", severity="critical", user=name
+    )
+    assert response.status_code == 202
+    post = await posted_card(fido)
+    card = json.dumps(blocks_of(post), ensure_ascii=False)
+    assert f"+15 user {name} is privileged (Administrators, Domain Admins)" in card
+    assert f'+10 user {name} is a VIP by title \\"Chief Financial Officer\\"' in card
+    assert f"+10 user {name} is a real account in Active Directory" in card
+    assert "90/100" in card  # 60 severity + the user component capped at 30
+    assert buttons(blocks_of(post), ActionId.APPROVE) == []  # privileged: never proposed

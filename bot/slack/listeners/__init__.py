@@ -1,4 +1,4 @@
-"""Bolt listeners: one job per module, each with a ``register(app, pipeline)``."""
+"""Bolt listeners: one job per module, each with a ``register(app, …)``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.listeners import actions, commands, errors, home
-from pipeline.worker import Pipeline
+from pipeline.engine import Engine
 
 
-def register(app: AsyncApp, pipeline: Pipeline, labels: Mapping[str, str]) -> None:
-    actions.register(app, pipeline)
-    commands.register(app, pipeline, labels)
-    home.register(app, pipeline)
+def register(app: AsyncApp, engine: Engine, labels: Mapping[str, str]) -> None:
+    actions.register(app, engine.incidents)
+    commands.register(app, engine, labels)
+    home.register(app, engine.incidents)
     errors.register(app)

@@ -1,5 +1,8 @@
 """``/fido``: the analysts' command. Acknowledge, parse, call the pipeline, answer
-ephemerally. A bad command gets an ephemeral explanation, never silence."""
+ephemerally. A bad command gets an ephemeral explanation, never silence.
+
+``close``, ``suppress``, ``suppressions`` and ``unsuppress`` are in
+:mod:`bot.slack.listeners.lifecycle_commands`."""
 
 from __future__ import annotations
 
@@ -9,13 +12,30 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.blocks import card_text, incident_card
+from bot.slack.listeners import lifecycle_commands as lifecycle
 from bot.slack.listeners.errors import answers_errors
+from bot.slack.listeners.lifecycle_commands import Reply, number
 from bot.slack.lookup_blocks import lookup_blocks
+from pipeline.engine import Engine
 from pipeline.errors import InputError
 from pipeline.investigate import investigate
-from pipeline.worker import Pipeline
+from pipeline.suppress import from_incident
 
-USAGE = "*Fido commands*\n• `/fido incident N`: show incident N\n• `/fido help`: this help"
+USAGE = "\n".join(
+    [
+        "*Fido commands*",
+        "• `/fido help`: this help",
+        "• `/fido lookup user|host|ip|hash|domain|url VALUE`: every source and Fido's "
+        "history on one value",
+        "• `/fido incident N`: incident N with every point of its score, its timeline and actions",
+        "• `/fido close N tp|fp|benign [reason…]`: close incident N with a verdict",
+        "• `/fido suppress N [DAYS] [reason…]`: silence alerts like incident N's "
+        "(for the policy's `suppression_days` unless DAYS is given)",
+        "• `/fido suppressions`: every suppression in force, with its hits",
+        "• `/fido unsuppress ID`: remove a suppression made in Slack",
+    ]
+)
+INCIDENT_USAGE = "usage: `/fido incident N`, where N is an incident number"
 
 
 def unescape(word: str) -> str:
@@ -33,35 +53,72 @@ def parse(text: str) -> tuple[str, list[str]]:
     return words[0].lower(), words[1:]
 
 
-def register(app: AsyncApp, pipeline: Pipeline, labels: Mapping[str, str]) -> None:
+async def show_incident(engine: Engine, args: list[str], labels: Mapping[str, str]) -> Reply:
+    """``incident N``: the card with every point of the score and the timeline."""
+    if len(args) != 1:
+        raise InputError(INCIDENT_USAGE)
+    incident_id = number(args[0], INCIDENT_USAGE)
+    found = await engine.incidents.get(incident_id)
+    if found is None:
+        raise InputError(f"there is no incident {incident_id}")
+    incident, actions = found
+    like = from_incident(incident)
+    suppression = next(
+        (s.key for s in await engine.incidents.suppressions() if s.match == like), None
+    )
+    blocks = incident_card(
+        incident,
+        actions,
+        labels=labels,
+        full=True,
+        events=await engine.incidents.events_of(incident_id),
+        suppression_days=engine.policy.suppression_days,
+        suppression=suppression,
+    )
+    return Reply(card_text(incident), [b.to_dict() for b in blocks])
+
+
+async def lookup(engine: Engine, args: list[str]) -> Reply:
+    if len(args) != 2:
+        raise InputError("usage: `/fido lookup user|host|ip|hash|domain|url VALUE`")
+    report = await investigate(
+        db=engine.db,
+        policy=engine.policy,
+        enrichers=engine.enrichers,
+        kind=args[0],
+        value=args[1],
+    )
+    blocks = [b.to_dict() for b in lookup_blocks(report)]
+    return Reply(f"Lookup of {report.kind} {report.value}", blocks)
+
+
+async def answer(
+    engine: Engine, labels: Mapping[str, str], verb: str, args: list[str], *, actor: str
+) -> Reply:
+    incidents = engine.incidents
+    if verb == "help":
+        return Reply(USAGE)
+    if verb == "incident":
+        return await show_incident(engine, args, labels)
+    if verb == "lookup":
+        return await lookup(engine, args)
+    if verb == "close":
+        return await lifecycle.close(incidents, args, actor=actor)
+    if verb == "suppress":
+        days = engine.policy.suppression_days
+        return await lifecycle.suppress(incidents, args, actor=actor, default_days=days)
+    if verb == "suppressions":
+        return await lifecycle.suppressions(incidents, args)
+    if verb == "unsuppress":
+        return await lifecycle.unsuppress(incidents, args, actor=actor)
+    raise InputError(f"unknown command `{verb[:40]}`.\n{USAGE}")
+
+
+def register(app: AsyncApp, engine: Engine, labels: Mapping[str, str]) -> None:
     @app.command("/fido")
     @answers_errors
     async def fido(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         verb, args = parse(command.get("text") or "")
-        if verb == "help":
-            await respond(text=USAGE, response_type="ephemeral")
-        elif verb == "incident":
-            if len(args) != 1 or not args[0].lstrip("#").isdigit():
-                raise InputError("usage: `/fido incident N`, where N is an incident number")
-            found = await pipeline.incident(int(args[0].lstrip("#")))
-            if found is None:
-                raise InputError(f"there is no incident {args[0]}")
-            incident, actions = found
-            blocks = incident_card(incident, actions, labels=labels)
-            await respond(
-                text=card_text(incident),
-                blocks=[b.to_dict() for b in blocks],
-                response_type="ephemeral",
-            )
-        elif verb == "lookup":
-            if len(args) != 2:
-                raise InputError("usage: `/fido lookup user|host|ip|hash|domain|url VALUE`")
-            report = await investigate(pipeline, kind=args[0], value=args[1])
-            await respond(
-                text=f"Lookup of {report.kind} {report.value}",
-                blocks=[b.to_dict() for b in lookup_blocks(report)],
-                response_type="ephemeral",
-            )
-        else:
-            raise InputError(f"unknown command `{verb[:40]}`.\n{USAGE}")
+        reply = await answer(engine, labels, verb, args, actor=command["user_id"])
+        await respond(text=reply.text, blocks=reply.blocks or None, response_type="ephemeral")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.db import Database
-from pipeline.lookups import LookupEnricher, lookup_enrichers
+from pipeline.lookups.enricher import LookupEnricher, lookup_enrichers
 from pipeline.observables import Observables
 from pipeline.plugins import Lookup
 from pipeline.policy import LookupCachePolicy, LookupsPolicy, Policy, ProviderPolicy

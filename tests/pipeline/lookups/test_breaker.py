@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.breaker import Breaker, BreakerState
 from pipeline.db import Database
 from pipeline.errors import IntegrationError
+from pipeline.lookups.breaker import Breaker, BreakerState
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import SHA_A, SHA_B, obs, policy, wrap
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.db import Database
-from pipeline.lookups import LookupEnricher
+from pipeline.lookups.enricher import LookupEnricher
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import SHA_A, SHA_B, obs, policy, wrap
 

@@ -11,13 +11,14 @@ from sqlmodel import col, select
 from integrations.detectors.generic import GenericDetector
 from pipeline import audit, locks
 from pipeline.db import Database
-from pipeline.deferred import JOB, run_deferred
+from pipeline.engine import Engine
 from pipeline.ingest import ingest
-from pipeline.lookup_store import attach_waiters
+from pipeline.lookups.deferred import JOB, run_deferred
+from pipeline.lookups.store import attach_waiters
 from pipeline.models import DeferredLookup, Incident, LookupWaiter
 from pipeline.notify import NullNotifier
-from pipeline.policy import Policy
-from pipeline.worker import Pipeline
+from pipeline.policy import CorrelationPolicy, Policy
+from pipeline.records import EnrichmentResult, dump_enrichment
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import policy, wrap
 
@@ -28,8 +29,8 @@ BAD = {"verdict": "malicious"}
 
 def make(
     db: Database, clock: Clock, sleeps: Sleeps, vendor: ReputationLookup, rules: Policy
-) -> Pipeline:
-    return Pipeline(
+) -> Engine:
+    return Engine(
         db=db,
         policy=rules,
         enrichers=[wrap(vendor, db, clock, sleeps, rules)],
@@ -37,7 +38,7 @@ def make(
     )
 
 
-async def send(db: Database, pipeline: Pipeline, **alert: Any) -> None:
+async def send(db: Database, pipeline: Engine, **alert: Any) -> None:
     alert = {"title": "Malware", "severity": "high", **alert}
     async with db.session() as session:
         await ingest(session=session, detector=GenericDetector(), body=json.dumps(alert).encode())
@@ -58,8 +59,8 @@ def facts(incident: Incident) -> dict[str, Any]:
     return incident.enrichment["test_reputation"]["facts"]
 
 
-def published(pipeline: Pipeline) -> list[Incident]:
-    return [incident for incident, _ in pipeline.notifier.published]  # type: ignore[attr-defined]
+def published(pipeline: Engine) -> list[Incident]:
+    return [incident for incident, _ in pipeline.incidents.notifier.published]  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -116,7 +117,9 @@ async def test_a_429_defers_until_retry_after(
 async def test_incidents_waiting_for_one_value_share_one_call(
     db: Database, clock: Clock, sleeps: Sleeps, vendor: ReputationLookup
 ) -> None:
-    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1))
+    # correlation by user only, so the two alerts with one hash stay two incidents
+    separate = policy(per_minute=1, correlation=CorrelationPolicy(join_on=["user"]))
+    pipeline = make(db, clock, sleeps, vendor, separate)
     await send(db, pipeline, id="1", user="alice", hash=HASHES[0])  # takes the minute's call
     await send(db, pipeline, id="2", user="bob", hash=HASHES[4])
     await send(db, pipeline, id="3", user="carol", hash=HASHES[4])
@@ -136,11 +139,11 @@ async def test_a_waiter_arriving_after_the_answer_gets_it_from_the_cache(
     [incident] = await incidents(db)
     assert incident.id is not None
     key = f"hash:{HASHES[4]}"
-    pending = {"test_reputation": {"status": "ok", "facts": {key: {"pending": True}}}}
+    pending = {"test_reputation": EnrichmentResult(facts={key: {"pending": True}})}
     async with db.session() as session:  # as if the worker saw "pending" a moment earlier
         fresh = await session.get(Incident, incident.id)
         assert fresh is not None
-        fresh.enrichment = pending
+        fresh.enrichment = dump_enrichment(pending)
         session.add(fresh)
         await attach_waiters(
             session,
@@ -214,7 +217,7 @@ async def test_a_value_made_internal_meanwhile_is_not_sent(
 
 
 async def test_no_lookup_enrichers_means_nothing_to_do(db: Database) -> None:
-    assert await run_deferred(Pipeline(db=db, policy=Policy())) == 0
+    assert await run_deferred(Engine(db=db, policy=Policy())) == 0
 
 
 async def test_only_one_replica_runs_the_job(

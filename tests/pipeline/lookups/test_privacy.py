@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
+from pipeline.engine import Engine
 from pipeline.errors import ConfigError
 from pipeline.ingest import ingest
+from pipeline.lookups.privacy import Screen
 from pipeline.policy import Allowlist, PrivacyPolicy, load_policy
-from pipeline.privacy import Screen
-from pipeline.worker import Pipeline
 from tests.pipeline.lookups.fakes import Clock, InventoryLookup, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import SHA_A, SHA_B, obs, policy, wrap
 
@@ -102,7 +102,7 @@ async def test_the_whole_pipeline_keeps_internal_values_in(
 ) -> None:
     vendor = ReputationLookup()
     rules = policy(privacy=PRIVACY, enrichers=[])
-    pipeline = Pipeline(db=db, policy=rules, enrichers=[wrap(vendor, db, clock, sleeps, rules)])
+    pipeline = Engine(db=db, policy=rules, enrichers=[wrap(vendor, db, clock, sleeps, rules)])
     alert = {
         "id": "1",
         "title": "Beacon",

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from pipeline.db import Database
+from pipeline.lookups.quota import Quota
 from pipeline.models import DeferredLookup
 from pipeline.policy import LookupsPolicy, Policy, ProviderPolicy
-from pipeline.quota import Quota
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import obs, policy, wrap
 

@@ -1,4 +1,4 @@
-"""Pipeline.refresh: re-score, re-decide (never a step down), act if raised, re-publish."""
+"""Engine.refresh: triage again (never a step down), act if raised, re-publish."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from sqlmodel import select
 from integrations.detectors.generic import GenericDetector
 from pipeline import act, audit
 from pipeline.db import Database
+from pipeline.engine import Engine
 from pipeline.ingest import ingest
 from pipeline.models import Incident
 from pipeline.notify import NullNotifier
 from pipeline.policy import ActionPolicy, Policy, Thresholds
-from pipeline.worker import Pipeline
 from tests.pipeline.fakes import DirectoryEnricher, LockResponder
 
 USERS = {"alice": {"display_name": "Alice"}}
 
 
-def make(db: Database, thresholds: Thresholds) -> tuple[Pipeline, LockResponder]:
+def make(db: Database, thresholds: Thresholds) -> tuple[Engine, LockResponder]:
     responder = LockResponder()
-    pipeline = Pipeline(
+    pipeline = Engine(
         db=db,
         policy=Policy(actions=[ActionPolicy(responder="test_lock")], thresholds=thresholds),
         enrichers=[DirectoryEnricher(USERS)],
@@ -32,7 +32,7 @@ def make(db: Database, thresholds: Thresholds) -> tuple[Pipeline, LockResponder]
     return pipeline, responder
 
 
-async def one(db: Database, pipeline: Pipeline, **alert: Any) -> Incident:
+async def one(db: Database, pipeline: Engine, **alert: Any) -> Incident:
     async with db.session() as session:
         await ingest(session=session, detector=GenericDetector(), body=json.dumps(alert).encode())
     await pipeline.drain()
@@ -40,16 +40,18 @@ async def one(db: Database, pipeline: Pipeline, **alert: Any) -> Incident:
         return (await session.exec(select(Incident))).one()
 
 
-def cards(pipeline: Pipeline) -> list[Incident]:
-    return [incident for incident, _ in pipeline.notifier.published]  # type: ignore[attr-defined]
+def cards(pipeline: Engine) -> list[Incident]:
+    return [incident for incident, _ in pipeline.incidents.notifier.published]  # type: ignore[attr-defined]
 
 
 async def test_a_refresh_never_steps_down(db: Database) -> None:
-    pipeline, _ = make(db, Thresholds(ask_approval=75))
+    pipeline, _ = make(db, Thresholds(ask_approval=70))
     incident = await one(db, pipeline, id="1", title="x", severity="critical", user="alice")
     assert incident.id is not None and incident.decision == "ask_approval"
-    pipeline.policy = Policy(
-        actions=[ActionPolicy(responder="test_lock")], thresholds=Thresholds(ask_approval=95)
+    pipeline.reload(
+        Policy(
+            actions=[ActionPolicy(responder="test_lock")], thresholds=Thresholds(ask_approval=95)
+        )
     )
     refreshed = await pipeline.refresh(incident.id)
     assert refreshed is not None
@@ -58,7 +60,7 @@ async def test_a_refresh_never_steps_down(db: Database) -> None:
     assert cards(pipeline)[-1].decision == "ask_approval" and len(cards(pipeline)) == 2
     async with db.session() as session:
         [entry] = await audit.entries(session, verb="incident.refreshed")
-    assert entry.detail == {"score": 80, "decision": "ask_approval", "raised": False}
+    assert entry.detail == {"score": 70, "decision": "ask_approval"}
 
 
 async def test_a_record_raised_to_notify_is_posted(db: Database) -> None:
@@ -67,19 +69,21 @@ async def test_a_record_raised_to_notify_is_posted(db: Database) -> None:
     assert incident.id is not None and incident.decision == "record" and cards(pipeline) == []
     assert (await pipeline.refresh(incident.id)) is not None
     assert cards(pipeline) == []  # still a record: nothing to post
-    pipeline.policy = Policy(thresholds=Thresholds(notify=10))
+    pipeline.reload(Policy(thresholds=Thresholds(notify=10)))
     refreshed = await pipeline.refresh(incident.id)
     assert refreshed is not None and refreshed.decision == "notify"
     assert [c.id for c in cards(pipeline)] == [incident.id]
 
 
 async def test_raised_to_auto_act_acts(db: Database) -> None:
-    pipeline, responder = make(db, Thresholds(ask_approval=75))
+    pipeline, responder = make(db, Thresholds(ask_approval=70))
     incident = await one(db, pipeline, id="1", title="x", severity="critical", user="alice")
     assert incident.id is not None and responder.executions == []
-    pipeline.policy = Policy(
-        actions=[ActionPolicy(responder="test_lock")],
-        thresholds=Thresholds(ask_approval=75, auto_act=80),
+    pipeline.reload(
+        Policy(
+            actions=[ActionPolicy(responder="test_lock")],
+            thresholds=Thresholds(ask_approval=70, auto_act=70),
+        )
     )
     refreshed = await pipeline.refresh(incident.id)
     assert refreshed is not None and refreshed.decision == "auto_act"

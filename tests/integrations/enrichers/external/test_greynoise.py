@@ -40,21 +40,21 @@ async def test_malicious_scanner(vendor: FakeVendor) -> None:
     assert_secret_only_in_header(request, KEY, "key")
 
 
-async def test_riot_service_is_clean(vendor: FakeVendor) -> None:
+async def test_riot_service_is_benign(vendor: FakeVendor) -> None:
     vendor.reply_payload("greynoise/riot.json")
     facts = await make(vendor).lookup("ip", "8.8.8.8")
     assert facts is not None
     assert facts["riot"] is True and facts["name"] == "Google Public DNS"
     assert facts["link"] == "https://viz.greynoise.io/riot/8.8.8.8"
-    assert facts["verdict"] == "clean"
+    assert facts["verdict"] == "benign"
 
 
 @pytest.mark.parametrize(
     ("noise", "riot", "classification", "expected"),
     [
         (True, False, "malicious", "malicious"),
-        (True, False, "benign", "clean"),
-        (False, True, None, "clean"),
+        (True, False, "benign", "benign"),
+        (False, True, None, "benign"),
         (True, False, "unknown", "suspicious"),
         (False, False, None, "unknown"),
     ],

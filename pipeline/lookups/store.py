@@ -24,6 +24,7 @@ from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.models import DeferredLookup, LookupCache, LookupWaiter, utcnow
 from pipeline.observables import Kind
+from pipeline.records import EnrichmentResult
 
 PENDING: dict[str, Any] = {"pending": True}
 NOT_FOUND: dict[str, Any] = {"found": False}
@@ -65,10 +66,10 @@ class Cached:
         return dict(self.facts or {}) if self.found else dict(NOT_FOUND)
 
 
-def pending_keys(result: Mapping[str, Any]) -> list[tuple[Kind, str]]:
+def pending_keys(result: EnrichmentResult) -> list[tuple[Kind, str]]:
     """The (kind, value) pairs one enricher's result says are pending."""
     found: list[tuple[Kind, str]] = []
-    for fact_key, facts in (result.get("facts") or {}).items():
+    for fact_key, facts in result.facts.items():
         if isinstance(facts, dict) and facts.get("pending") is True:
             kind, _, value = fact_key.partition(":")
             found.append((cast(Kind, kind), value))
@@ -80,7 +81,7 @@ async def attach_waiters(
     *,
     sqlite: bool,
     incident_id: int,
-    results: Mapping[str, Mapping[str, Any]],
+    results: Mapping[str, EnrichmentResult],
     lookups: Iterable[str],
 ) -> int:
     """Record, in the caller's transaction, that ``incident_id`` waits for every answer the

@@ -5,7 +5,7 @@ For each observable of a kind the lookup supports, in this order:
 
 1. **allowlist** — a known-good value is not looked up: ``{"allowlisted": True}``;
 2. **privacy** — an external provider never sees a user, an internal IP, host, domain or
-   URL (``pipeline/privacy.py``): ``{"withheld": "internal"}``;
+   URL (``pipeline/lookups/privacy.py``): ``{"withheld": "internal"}``;
 3. **cache** — a fresh answer in the database is used as is (positive answers for the
    enricher's ``ttl_seconds``, "not known" for ``negative_ttl_seconds``);
 4. **circuit breaker** — while the provider's breaker is open nothing is called;
@@ -32,16 +32,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pipeline.breaker import Breakers
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.errors import IntegrationError, NotFoundError, RateLimited
-from pipeline.lookup_store import NOT_FOUND, PENDING, LookupStore, cache_key
+from pipeline.lookups.breaker import Breakers
+from pipeline.lookups.privacy import Screen
+from pipeline.lookups.quota import Quota
+from pipeline.lookups.store import NOT_FOUND, PENDING, LookupStore, cache_key
 from pipeline.observables import Kind, Observables
 from pipeline.plugins import Facts, Lookup
 from pipeline.policy import Policy
-from pipeline.privacy import Screen
-from pipeline.quota import Quota
 
 log = logging.getLogger(__name__)
 

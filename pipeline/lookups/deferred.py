@@ -5,8 +5,8 @@ Each run (on one replica at a time, under the ``deferred-lookups`` advisory lock
 1. takes the due deferred lookups, oldest first, and makes them within quota — a provider
    out of quota or with its breaker open is left for a later run after its first refusal;
 2. hands each answer to the incidents waiting for it: their facts for that indicator go
-   from ``{"pending": True}`` to the answer, then ``Pipeline.refresh`` re-scores,
-   re-decides and re-publishes the card;
+   from ``{"pending": True}`` to the answer, then ``Engine.refresh`` re-runs triage
+   (score and decision) and re-publishes the card;
 3. also hands cached answers to waiters that arrived after their lookup was made, and asks
    again for the lookups of waiters whose answer expired before they got it;
 4. forgets expired cache entries and old quota windows.
@@ -29,13 +29,14 @@ from sqlmodel import col, select
 
 from pipeline import locks
 from pipeline.db import Database
-from pipeline.lookup_store import LookupStore
-from pipeline.lookups import LookupEnricher, Outcome
+from pipeline.lookups.enricher import LookupEnricher, Outcome
+from pipeline.lookups.store import LookupStore
 from pipeline.models import DeferredLookup, Incident, LookupWaiter
 from pipeline.observables import Kind, Observables
+from pipeline.records import EnrichmentResult, dump_enrichment, enrichment_of
 
 if TYPE_CHECKING:
-    from pipeline.worker import Pipeline
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,15 @@ JOB = "deferred-lookups"
 MAX_RETRY_DELAY = timedelta(hours=1)
 
 
-async def run_deferred(pipeline: Pipeline, *, limit: int = 50) -> int:
+async def run_deferred(engine: Engine, *, limit: int = 50) -> int:
     """Make up to ``limit`` due deferred lookups and deliver what is answered; return how
     many deferred lookups were answered."""
-    enrichers = {e.name: e for e in pipeline.enrichers if isinstance(e, LookupEnricher)}
+    enrichers = {e.name: e for e in engine.enrichers if isinstance(e, LookupEnricher)}
     if not enrichers:
         return 0
     first = next(iter(enrichers.values()))
     store = first.store
-    async with locks.singleton(pipeline.db, JOB) as held:
+    async with locks.singleton(engine.db, JOB) as held:
         if not held:
             return 0
         waiting: dict[int, list[tuple[LookupWaiter, dict[str, Any]]]] = defaultdict(list)
@@ -60,8 +61,8 @@ async def run_deferred(pipeline: Pipeline, *, limit: int = 50) -> int:
             waiting[waiter.incident_id].append((waiter, cached.as_facts()))
         for incident_id, updates in waiting.items():
             try:
-                if await _merge(pipeline.db, incident_id, updates):
-                    await pipeline.refresh(incident_id)
+                if await _merge(engine.db, incident_id, updates):
+                    await engine.refresh(incident_id)
             except Exception:  # one incident must not stop the others
                 log.exception("could not deliver deferred lookups to incident %s", incident_id)
         for orphan in await store.orphans():
@@ -134,18 +135,18 @@ async def _merge(
         if not db.sqlite:
             query = query.with_for_update()  # not interleaved with a worker's update
         incident = (await session.exec(query)).first()
-        enrichment = {n: dict(r) for n, r in (incident.enrichment if incident else {}).items()}
+        enrichment = enrichment_of(incident.enrichment if incident else {})
         for waiter, facts in updates:
-            result = enrichment.get(waiter.enricher) or {"status": "ok", "facts": {}, "error": None}
-            known = dict(result.get("facts") or {})
+            result = enrichment.get(waiter.enricher) or EnrichmentResult()
+            known = dict(result.facts)
             fact_key = Observables.key(waiter.kind, waiter.value)  # type: ignore[arg-type]
             if known.get(fact_key, {}).get("pending", True) is True:
                 known[fact_key] = facts
-            enrichment[waiter.enricher] = {**result, "facts": known}
+            enrichment[waiter.enricher] = result.model_copy(update={"facts": known})
         ids = [waiter.id for waiter, _ in updates]
         await session.exec(delete(LookupWaiter).where(col(LookupWaiter.id).in_(ids)))
         if incident is not None:
-            incident.enrichment = enrichment
+            incident.enrichment = dump_enrichment(enrichment)
             session.add(incident)
         await session.commit()
     return incident is not None

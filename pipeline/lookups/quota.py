@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
-from pipeline.lookup_store import insert_for
+from pipeline.lookups.store import insert_for
 from pipeline.models import LookupQuota
 from pipeline.policy import LookupsPolicy
 

@@ -1,0 +1,203 @@
+"""Triage: correlate → score → decide, as one step in one transaction.
+
+The same step runs for a new event (after enrichment) and again when a deferred lookup
+answers (``refresh``): the incident's history is gathered (``pipeline/history.py``), it is
+scored (``pipeline/score.py``) and decided (``pipeline/decide.py``), and its audit entry is
+written — all committed together. What must happen next (actions to run, a card to post or
+update) is returned as an :class:`Outcome` for the incident service to carry out.
+
+A decision is never lowered: once Fido asked for approval, the Approve button stays valid
+however the score moves; proposals are only added. A suppressed alert is attached to its
+incident and counted, but changes no decision and posts nothing. A closed incident takes no
+new events (correlation opens a new one) and is not refreshed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pipeline import act, audit, suppress
+from pipeline.clock import Clock, as_utc, system_clock
+from pipeline.correlate import Keys, correlate
+from pipeline.db import Database
+from pipeline.decide import RANK, Targets, decide
+from pipeline.enrich import enrich, is_degraded, merge
+from pipeline.history import gather
+from pipeline.lookups.enricher import LookupEnricher
+from pipeline.lookups.store import attach_waiters
+from pipeline.models import Decision, Event, Incident, IncidentStatus
+from pipeline.observables import Observables
+from pipeline.plugins import Enricher
+from pipeline.policy import Policy
+from pipeline.records import (
+    Proposal,
+    dump_breakdown,
+    dump_enrichment,
+    dump_proposals,
+    enrichment_of,
+    proposals_of,
+)
+from pipeline.score import score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one triage decided, for the incident service to carry out."""
+
+    incident: Incident
+    act: list[Proposal] = field(default_factory=list)  # automatic actions to run now
+    publish: bool = False  # post or update the incident's message
+    quiet: bool = False  # a repeat within the quiet window: update without paging
+    suppressed_by: str | None = None
+
+
+class Triage:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        policy: Policy,
+        enrichers: Sequence[Enricher] = (),
+        responders: Mapping[str, Targets] | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.db = db
+        self.enrichers = list(enrichers)
+        self.responders = dict(responders or {})
+        self.clock = clock
+        self.use(policy)
+
+    def use(self, policy: Policy) -> None:
+        """Triage under ``policy`` from now on (a reload)."""
+        self.policy = policy
+        self.keys = Keys(policy)
+
+    async def event(self, event: Event) -> Outcome:
+        """Enrich a new event, then attach it to an incident and triage that incident."""
+        observables = Observables.model_validate(event.observables)
+        results = await enrich(
+            self.enrichers, observables, timeout=self.policy.enrichment_timeout_seconds
+        )
+        policy = self.policy
+        async with self.db.session() as session:
+            now = as_utc(self.clock())
+            incident = await correlate(
+                session=session, event=event, policy=policy, now=now, keys=self.keys
+            )
+            incident.enrichment = dump_enrichment(
+                merge(enrichment_of(incident.enrichment), results)
+            )
+            incident.degraded = is_degraded(results)
+            assert incident.id is not None
+            await attach_waiters(  # answers left pending come back through refresh()
+                session,
+                sqlite=self.db.sqlite,
+                incident_id=incident.id,
+                results=results,
+                lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
+            )
+            hit = await suppress.first_match(
+                session,
+                policy=policy,
+                now=now,
+                detector=event.detector,
+                title=event.title,
+                observables=observables,
+            )
+            if hit is not None:
+                event.suppressed_by = hit.key
+                session.add(event)
+                await suppress.count_hit(session, sqlite=self.db.sqlite, key=hit.key, now=now)
+                if incident.event_count == 1:  # it opened this incident
+                    incident.suppressed_by = hit.key
+            else:  # an alert no suppression matches is triaged, even in a silenced incident
+                incident.suppressed_by = None
+            if hit is not None and incident.event_count > 1:
+                outcome = Outcome(incident=incident, suppressed_by=hit.key)
+                session.add(incident)
+            else:
+                outcome = await self._assess(session, incident, event, policy=policy)
+                outcome.suppressed_by = hit.key if hit else None
+            audit.record(
+                session,
+                actor=act.SYSTEM_ACTOR,
+                verb="incident.suppressed" if hit else "incident.scored",
+                target=event.detector,
+                incident_id=incident.id,
+                event_id=event.id,
+                score=incident.score,
+                decision=incident.decision,
+                degraded=incident.degraded,
+                suppression=hit.key if hit else None,
+            )
+            await session.commit()
+        log.info(
+            "event %s → incident %s: score %s, %s%s",
+            event.id,
+            incident.id,
+            incident.score,
+            incident.decision,
+            f" (suppressed by {hit.key})" if hit else "",
+        )
+        return outcome
+
+    async def refresh(self, incident_id: int) -> Outcome | None:
+        """Triage an incident again because its facts changed (a late lookup answer)."""
+        async with self.db.session() as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None or incident.status != IncidentStatus.open.value:
+                return None
+            outcome = await self._assess(session, incident, None, policy=self.policy)
+            audit.record(
+                session,
+                actor=act.SYSTEM_ACTOR,
+                verb="incident.refreshed",
+                target="enrichment",
+                incident_id=incident_id,
+                score=incident.score,
+                decision=incident.decision,
+            )
+            await session.commit()
+        return outcome
+
+    async def _assess(
+        self, session: AsyncSession, incident: Incident, event: Event | None, *, policy: Policy
+    ) -> Outcome:
+        """Score and decide ``incident`` in ``session`` (not committed)."""
+        now = as_utc(self.clock())
+        history = await gather(
+            session, incident=incident, event=event, policy=policy, now=now, keys=self.keys
+        )
+        incident.history = history.model_dump(mode="json")
+        incident.score, lines = score(incident, policy, history)
+        incident.score_breakdown = dump_breakdown(lines)
+        auto_count = await self._auto_actions_last_hour(policy)
+        verdict = decide(incident, policy, self.responders, auto_actions_last_hour=auto_count)
+        before = Decision(incident.decision) if incident.decision else None
+        if before is None or RANK[verdict.decision] >= RANK[before]:
+            incident.decision = verdict.decision.value
+            incident.decision_reason = verdict.reason
+        proposed = proposals_of(incident.proposed_actions)
+        proposed += [p for p in verdict.proposed if p not in proposed]
+        incident.proposed_actions = dump_proposals(proposed)
+        session.add(incident)
+        acting = verdict.decision is Decision.auto_act and incident.decision == Decision.auto_act
+        publish = incident.decision != Decision.record.value or incident.message_ts is not None
+        return Outcome(
+            incident=incident,
+            act=list(verdict.proposed) if acting else [],
+            publish=publish,
+            quiet=history.quiet_repeat,
+        )
+
+    async def _auto_actions_last_hour(self, policy: Policy) -> int:
+        """The blast-radius count, read only when automatic action is enabled at all."""
+        if policy.thresholds.auto_act is None:
+            return 0
+        return await act.auto_actions_since(self.db)
