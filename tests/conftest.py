@@ -1,2 +1,6 @@
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.samba", "tests.fixtures.slack",
-                  "tests.fixtures.slack_socket"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.samba",
+    "tests.fixtures.slack",
+    "tests.fixtures.slack_socket",
+]
