@@ -2,8 +2,8 @@
 
 Counted from the database at each scrape (``IncidentService.counts``), so every replica
 reports the same truth: events by queue status, incidents by decision, closed incidents by
-verdict, actions by status, dead letters by status, lookups waiting for quota, and alerts
-silenced by each suppression. Nothing here carries a secret or an alert's content.
+verdict, actions by status, dead letters by status, lookups waiting for quota, outbox
+messages waiting or failed, and alerts silenced by each suppression. Nothing here carries a secret or an alert's content.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ async def render(incidents: IncidentService) -> bytes:
         ("fido_incident_verdicts", "Closed incidents, by verdict", "verdict", counts.verdicts),
         ("fido_actions", "Containment actions, by status", "status", counts.actions),
         ("fido_dead_letters", "Unparsable payloads kept, by status", "status", counts.dead_letters),
+        (
+            "fido_outbox_messages",
+            "Messages (cards, automatic actions) not delivered yet, by status",
+            "status",
+            counts.outbox,
+        ),
         (
             "fido_suppressed_alerts",
             "Alerts silenced, by suppression (db:ID or policy:NAME)",

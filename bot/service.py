@@ -144,7 +144,7 @@ async def serve(settings: Settings) -> None:
             next_run_time=datetime.now(UTC),
         )
     scheduler.start()
-    worker = asyncio.create_task(engine.worker.run(stop), name="fido-worker")
+    worker = asyncio.create_task(engine.run(stop), name="fido-engine")
     socket_handler = None
     if socket_mode:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

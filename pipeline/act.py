@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
-from pipeline import audit
+from pipeline import audit, outbox
 from pipeline.db import Database
 from pipeline.errors import InputError, NotAuthorized, ResponderError
 from pipeline.models import Action, ActionStatus, Incident, utcnow
@@ -131,6 +131,7 @@ async def execute(
             result=summary,
             requested_by=requested_by,
         )
+        await outbox.enqueue_card(session, incident_id)  # the card shows the result
         await session.commit()
     return action
 
@@ -158,6 +159,7 @@ async def deny(
                 target=f"{responder}:{target}",
                 incident_id=incident_id,
             )
+            await outbox.enqueue_card(session, incident_id)
             await session.commit()
     return action
 
@@ -200,6 +202,7 @@ async def undo(
             incident_id=action.incident_id,
             result=summary,
         )
+        await outbox.enqueue_card(session, action.incident_id)
         await session.commit()
     if status is not ActionStatus.undone:
         raise ResponderError(summary)

@@ -1,15 +1,20 @@
-"""The engine: the worker, triage and the incident service, wired once at start-up.
+"""The engine: the worker, triage, the incident service and the outbox sender, wired once
+at start-up.
 
 It holds no logic of its own beyond handing each part to the next:
 
-    worker ──claims an event──► triage.event ──Outcome──► incidents.follow_up
-    deferred lookup answered ──► triage.refresh ──Outcome──► incidents.follow_up
+    worker ──claims an event──► triage.event ─┐ one transaction: incident, audit,
+    deferred lookup answered ──► triage.refresh┘ outbox rows, event completed
+    outbox sender ──delivers rows──► incidents.deliver (card → Notifier, act → responder)
 
-and ``reload`` puts a new policy in force in every part at once (SIGHUP).
+``run`` runs the worker and the sender side by side (a slow Slack never holds up triage);
+``drain`` works the queue and then the outbox until both are empty; ``reload`` puts a new
+policy in force in every part at once (SIGHUP).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 
@@ -18,6 +23,7 @@ from pipeline.db import Database
 from pipeline.incidents import IncidentService
 from pipeline.models import Event, Incident
 from pipeline.notify import Notifier
+from pipeline.outbox import Sender
 from pipeline.plugins import Enricher, Responder
 from pipeline.policy import Policy
 from pipeline.triage import Triage
@@ -54,10 +60,12 @@ class Engine:
             clock=clock,
         )
         self.worker = Worker(db=db, handle=self.handle)
+        self.sender = Sender(db=db, deliver=self.incidents.deliver, clock=clock)
+        self.incidents.on_enqueue = self.sender.wakeup.set
 
     async def handle(self, event: Event) -> int:
         outcome = await self.triage.event(event)
-        await self.incidents.follow_up(outcome)
+        self.sender.wakeup.set()
         assert outcome.incident.id is not None
         return outcome.incident.id
 
@@ -65,7 +73,7 @@ class Engine:
         outcome = await self.triage.refresh(incident_id)
         if outcome is None:
             return None
-        await self.incidents.follow_up(outcome)
+        self.sender.wakeup.set()
         return outcome.incident
 
     def reload(self, policy: Policy) -> None:
@@ -79,4 +87,15 @@ class Engine:
         self.incidents.use(policy)
 
     async def drain(self) -> int:
-        return await self.worker.drain()
+        """Process every queued event and deliver what they queued; return the events."""
+        handled = await self.worker.drain()
+        await self.sender.drain()
+        return handled
+
+    async def flush(self) -> int:
+        """Deliver what is due in the outbox now (after a click, in tests and the demo)."""
+        return await self.sender.drain()
+
+    async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
+        """The worker and the outbox sender, until ``stop`` is set."""
+        await asyncio.gather(self.worker.run(stop, idle=idle), self.sender.run(stop, idle=idle))

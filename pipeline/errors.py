@@ -6,7 +6,8 @@
     │   └── ParseError        a detector payload that cannot be turned into events
     ├── IntegrationError      another system failed: directory, HTTP API, database
     │   ├── NotFoundError     the other system answered, and the thing is not there
-    │   └── RateLimited       the other system said "too many requests" (429)
+    │   ├── RateLimited       the other system said "too many requests" (429)
+    │   └── DeliveryError     a message (a Slack card) could not be delivered yet, or ever
     └── ResponderError        a containment action failed or was refused
         └── NotAuthorized     the person asking may not do this
 
@@ -47,6 +48,19 @@ class RateLimited(IntegrationError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryError(IntegrationError):
+    """A message could not be delivered. ``retry_after``: the service asked us to wait this
+    many seconds (e.g. Slack's 429); ``permanent``: retrying cannot help until someone fixes
+    something (a missing channel, a revoked token)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class ResponderError(FidoError):

@@ -9,14 +9,14 @@ to the audit log, and followed by an update of the incident's message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from pipeline import act, audit, queue, suppress
+from pipeline import act, audit, outbox, queue, suppress
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.errors import InputError
@@ -28,13 +28,16 @@ from pipeline.models import (
     Event,
     Incident,
     IncidentStatus,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
     SuppressionHit,
 )
 from pipeline.notify import Notifier, NullNotifier
 from pipeline.plugins import Responder
 from pipeline.policy import Policy, SuppressionMatch
+from pipeline.records import Proposal
 from pipeline.suppress import ActiveSuppression
-from pipeline.triage import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class Counts:
     dead_letters: dict[str, int] = field(default_factory=dict)  # by status
     deferred_lookups: int = 0
     suppressed: dict[str, int] = field(default_factory=dict)  # alerts, by suppression key
+    outbox: dict[str, int] = field(default_factory=dict)  # messages not sent yet, by status
 
 
 class IncidentService:
@@ -68,6 +72,7 @@ class IncidentService:
         self.notifier: Notifier = notifier or NullNotifier()
         self.settings_approvers = frozenset(approvers)
         self.clock = clock
+        self.on_enqueue: Callable[[], None] | None = None
         self.use(policy)
 
     def use(self, policy: Policy) -> None:
@@ -78,35 +83,44 @@ class IncidentService:
     def now(self) -> datetime:
         return as_utc(self.clock())
 
-    # -- after triage ----------------------------------------------------------------------
+    # -- delivering the outbox -------------------------------------------------------------
 
-    async def follow_up(self, outcome: Outcome) -> None:
-        """Run the automatic actions triage decided on, then post or update the card."""
-        incident_id = outcome.incident.id
-        assert incident_id is not None
-        for proposal in outcome.act:
+    def kick(self) -> None:
+        """Something was queued: wake the outbox sender (set by the engine)."""
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        """Deliver one outbox row (the sender retries on error): post or update a card, or
+        run an automatic action (idempotent; it queues the card update itself)."""
+        if message.incident_id is None:
+            raise InputError(f"outbox message {message.id} names no incident")
+        if message.kind == OutboxKind.act.value:
+            proposal = Proposal.model_validate(message.payload)
             await act.execute(
                 db=self.db,
                 policy=self.policy,
                 responders=self.responders,
-                incident_id=incident_id,
+                incident_id=message.incident_id,
                 requested_by=act.SYSTEM_ACTOR,
                 approved_by=None,
                 responder=proposal.responder,
                 target=proposal.target,
             )
-        if outcome.publish or outcome.act:
-            await self.republish(incident_id)
+            self.kick()
+            return
+        async with self.db.session() as session:
+            incident = await session.get(Incident, message.incident_id)
+        if incident is None or (incident.suppressed_by and not incident.message_ts):
+            return  # gone, or silenced before it was ever posted
+        await self.publish(incident)
 
     async def publish(self, incident: Incident) -> None:
-        """Post or update the incident's message; a notifier failure is logged, not fatal."""
+        """Post or update the incident's message and keep where it lives (raises on failure:
+        the outbox retries)."""
         assert incident.id is not None
         actions = await act.actions_for(self.db, incident_id=incident.id)
-        try:
-            ref = await self.notifier.publish(incident, actions)
-        except Exception:
-            log.exception("could not publish incident %s", incident.id)
-            return
+        ref = await self.notifier.publish(incident, actions)
         if ref is None or (ref.channel, ref.ts) == (incident.message_channel, incident.message_ts):
             return
         async with self.db.session() as session:
@@ -116,12 +130,6 @@ class IncidentService:
                 session.add(fresh)
                 await session.commit()
         incident.message_channel, incident.message_ts = ref.channel, ref.ts
-
-    async def republish(self, incident_id: int) -> None:
-        async with self.db.session() as session:
-            incident = await session.get(Incident, incident_id)
-        if incident is not None and (incident.message_ts or not incident.suppressed_by):
-            await self.publish(incident)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -183,6 +191,12 @@ class IncidentService:
             )
             hits = await session.exec(select(SuppressionHit))
             counts.suppressed = {h.key: h.hits for h in hits.all()}
+            unsent = await session.exec(
+                select(OutboxMessage.status, func.count())
+                .where(OutboxMessage.status != OutboxStatus.sent.value)
+                .group_by(col(OutboxMessage.status))
+            )
+            counts.outbox = {str(status): int(n) for status, n in unsent.all()}
         return counts
 
     async def suppressions(self) -> list[ActiveSuppression]:
@@ -209,7 +223,7 @@ class IncidentService:
             requested_by=actor,
             approved_by=actor,
         )
-        await self.republish(incident_id)
+        self.kick()
         return action
 
     async def deny(self, *, incident_id: int, responder: str, target: str, actor: str) -> Action:
@@ -217,7 +231,7 @@ class IncidentService:
         action = await act.deny(
             db=self.db, incident_id=incident_id, responder=responder, target=target, actor=actor
         )
-        await self.republish(incident_id)
+        self.kick()
         return action
 
     async def undo(self, *, incident_id: int, action_id: int, actor: str) -> Action:
@@ -227,7 +241,7 @@ class IncidentService:
                 db=self.db, responders=self.responders, action_id=action_id, actor=actor
             )
         finally:
-            await self.republish(incident_id)
+            self.kick()
 
     async def _open(self, incident_id: int) -> Incident:
         incident = await self.require(incident_id)
@@ -265,8 +279,9 @@ class IncidentService:
                 incident_id=incident_id,
                 reason=incident.close_reason,
             )
+            await outbox.enqueue_card(session, incident_id)
             await session.commit()
-        await self.republish(incident_id)
+        self.kick()
         return incident
 
     async def suppress_like(
@@ -323,10 +338,11 @@ class IncidentService:
                 match=row.match,
                 expires_at=row.expires_at.isoformat(),
             )
+            if incident_id is not None:
+                await outbox.enqueue_card(session, incident_id)
             await session.commit()
             found = await suppress.active(session, policy=self.policy, now=self.now())
-        if incident_id is not None:
-            await self.republish(incident_id)
+        self.kick()
         return next(s for s in found if s.key == f"db:{row.id}")
 
     async def remove_suppression(self, *, suppression_id: int, actor: str) -> None:

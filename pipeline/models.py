@@ -89,6 +89,7 @@ class Event(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     claimed_at: datetime | None = _ts(nullable=True)
+    claim_token: str | None = Field(default=None, max_length=32)  # whose claim it is
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     suppressed_by: str | None = Field(default=None, max_length=160)  # a suppression's key
 
@@ -180,6 +181,39 @@ class SuppressionHit(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=160)
     hits: int = 0
     last_hit_at: datetime | None = _ts(nullable=True)
+
+
+class OutboxKind(StrEnum):
+    card = "card"  # post or update the incident's message, rendered when sent
+    act = "act"  # run an automatic containment action (payload: responder, target)
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"  # gave up after its attempts; kept and shown, can be retried
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Something Fido must send, written in the same transaction as the change that causes
+    it and delivered by the outbox sender (``pipeline/outbox.py``): retried with backoff,
+    ``Retry-After`` honoured, in order per incident."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    kind: str = Field(max_length=16)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default=OutboxStatus.pending.value, index=True, max_length=16)
+    attempts: int = 0
+    not_before: datetime | None = _ts(nullable=True)  # None: at once
+    claimed_until: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    sent_at: datetime | None = _ts(nullable=True)
 
 
 class DeadLetterStatus(StrEnum):

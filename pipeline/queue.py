@@ -8,12 +8,15 @@ worker becomes claimable again once the lease expires, so a restart resumes it.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.db import Database
+from pipeline.errors import FidoError
 from pipeline.models import Event, EventStatus, utcnow
 
 LEASE = timedelta(minutes=5)
@@ -46,6 +49,7 @@ async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
                 .values(
                     status=EventStatus.processing.value,
                     claimed_at=utcnow(),
+                    claim_token=uuid.uuid4().hex,
                     attempts=col(Event.attempts) + 1,
                 )
             )
@@ -55,14 +59,23 @@ async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
         return None
 
 
-async def complete(db: Database, *, event_id: int, incident_id: int) -> None:
-    async with db.session() as session:
-        await session.exec(
-            update(Event)
-            .where(col(Event.id) == event_id)
-            .values(status=EventStatus.done.value, incident_id=incident_id, last_error=None)
+class LostClaim(FidoError):
+    """The event's lease expired and another worker claimed it: this work is not kept."""
+
+
+async def complete(session: AsyncSession, event: Event) -> None:
+    """Mark ``event`` done in the caller's transaction, if the claim is still ours."""
+    done = await session.exec(
+        update(Event)
+        .where(
+            col(Event.id) == event.id,
+            col(Event.status) == EventStatus.processing.value,
+            col(Event.claim_token) == event.claim_token,
         )
-        await session.commit()
+        .values(status=EventStatus.done.value, incident_id=event.incident_id, last_error=None)
+    )
+    if done.rowcount != 1:
+        raise LostClaim(f"event {event.id} was claimed by another worker; leaving it to it")
 
 
 async def fail(db: Database, *, event_id: int, error: str, retry: bool = True) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline import act, audit, suppress
+from pipeline import act, audit, outbox, queue, suppress
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.correlate import Keys, correlate
 from pipeline.db import Database
@@ -34,6 +34,7 @@ from pipeline.observables import Observables
 from pipeline.plugins import Enricher
 from pipeline.policy import Policy
 from pipeline.records import (
+    Enrichment,
     Proposal,
     dump_breakdown,
     dump_enrichment,
@@ -48,13 +49,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """What one triage decided, for the incident service to carry out."""
+    """What one triage decided; what it must send is already in the outbox."""
 
     incident: Incident
-    act: list[Proposal] = field(default_factory=list)  # automatic actions to run now
-    publish: bool = False  # post or update the incident's message
+    act: list[Proposal] = field(default_factory=list)  # automatic actions queued
+    publish: bool = False  # a card post or update queued
     quiet: bool = False  # a repeat within the quiet window: update without paging
     suppressed_by: str | None = None
+
+
+async def _enqueue(session: AsyncSession, outcome: Outcome) -> None:
+    """What the outcome must send, as outbox rows in the triage's own transaction."""
+    incident_id = outcome.incident.id
+    assert incident_id is not None
+    for proposal in outcome.act:
+        outbox.enqueue_act(session, incident_id, proposal)
+    if outcome.publish and not outcome.act:  # an action queues its own card update
+        await outbox.enqueue_card(session, incident_id)
 
 
 class Triage:
@@ -80,10 +91,19 @@ class Triage:
 
     async def event(self, event: Event) -> Outcome:
         """Enrich a new event, then attach it to an incident and triage that incident."""
+        return await self.attach(event, await self.enrich(event))
+
+    async def enrich(self, event: Event) -> Enrichment:
+        """The slow, concurrent part: every enricher on the event's observables."""
         observables = Observables.model_validate(event.observables)
-        results = await enrich(
+        return await enrich(
             self.enrichers, observables, timeout=self.policy.enrichment_timeout_seconds
         )
+
+    async def attach(self, event: Event, results: Enrichment) -> Outcome:
+        """Correlate, score and decide, and complete the event — one transaction, so a crash
+        leaves the event either untouched (claimed, to be resumed) or fully processed."""
+        observables = Observables.model_validate(event.observables)
         policy = self.policy
         async with self.db.session() as session:
             now = as_utc(self.clock())
@@ -136,6 +156,8 @@ class Triage:
                 degraded=incident.degraded,
                 suppression=hit.key if hit else None,
             )
+            await _enqueue(session, outcome)
+            await queue.complete(session, event)
             await session.commit()
         log.info(
             "event %s → incident %s: score %s, %s%s",
@@ -163,6 +185,7 @@ class Triage:
                 score=incident.score,
                 decision=incident.decision,
             )
+            await _enqueue(session, outcome)
             await session.commit()
         return outcome
 

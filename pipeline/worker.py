@@ -17,7 +17,8 @@ from pipeline.models import Event
 
 log = logging.getLogger(__name__)
 
-# What the worker hands each claimed event to; returns the incident id it joined.
+# What the worker hands each claimed event to: it processes the event and marks it done in
+# the same transaction; returns the incident id it joined.
 Handler = Callable[[Event], Awaitable[int]]
 
 
@@ -34,14 +35,12 @@ class Worker:
             return False
         assert event.id is not None
         try:
-            incident_id = await self.handle(event)
+            await self.handle(event)  # completes the event in its own transaction
         except Exception as exc:  # isolate the failure to this event, keep it
             if not isinstance(exc, FidoError):
                 log.exception("event %s failed", event.id)
             status = await queue.fail(self.db, event_id=event.id, error=f"{exc}")
             log.warning("event %s failed (%s): %s", event.id, status, exc)
-        else:
-            await queue.complete(self.db, event_id=event.id, incident_id=incident_id)
         return True
 
     async def drain(self) -> int:

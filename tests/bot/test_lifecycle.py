@@ -3,6 +3,7 @@ card buttons (``block_actions``) and ``/fido`` commands, against the fake Slack 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.ingest import ingest
-from pipeline.models import AuditEntry, Incident
+from pipeline.models import AuditEntry, Incident, OutboxStatus
 from pipeline.policy import ActionPolicy, Policy
 from tests.fixtures.slack import (
     FakeSlack,
@@ -54,7 +55,18 @@ class Fido:
             await ingest(
                 session=session, detector=GenericDetector(), body=json.dumps(body).encode()
             )
-        await self.engine.drain()
+        await self.settled()
+
+    async def settled(self) -> None:
+        """Wait until the running engine has processed every event and sent every message."""
+        for _ in range(300):
+            await self.engine.drain()
+            busy = await self.engine.incidents.pending_events()
+            if not busy and not await self.engine.sender.due(limit=1):
+                if not await self.engine.sender.listing(statuses=[OutboxStatus.pending]):
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the engine did not settle")
 
     async def incident(self, incident_id: int) -> Incident:
         return await self.engine.incidents.require(incident_id)
@@ -125,10 +137,14 @@ async def fido(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Fido]:
     )
     bolt = build_bolt_app(settings, engine, client, labels)
     api = build_http_app(db=db, detectors={}, webhook_token=SecretStr("x"), bolt=bolt)
+    stop = asyncio.Event()  # the worker and the outbox sender run as in fido serve
+    running = asyncio.create_task(engine.run(stop, idle=0.1))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
     ) as http:
         yield Fido(engine, http, fake_slack)
+    stop.set()
+    await running
 
 
 def buttons(blocks: list[dict[str, Any]], kind: ActionId) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         on_ingest=pipeline.worker.wakeup.set,
     )
     stop = asyncio.Event()
-    worker = asyncio.create_task(pipeline.worker.run(stop, idle=0.1))
+    worker = asyncio.create_task(pipeline.run(stop, idle=0.1))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
     ) as http:

@@ -330,6 +330,7 @@ async def test_a_false_positive_close_with_a_suppression_silences_the_next_one(
         "title": "Odd login",
     }
     assert made.owner == APPROVER and made.reason == "false positive, incident #1"
+    await engine.flush()  # the card updates for the close and the suppression
     before = len(posted(engine))
     clock.advance(days=1)
     await send(db, engine, id="2", title="Odd login", severity="critical", user="alice")

@@ -170,7 +170,8 @@ async def test_approval_runs_responder_once_and_audits(db: Database) -> None:
     async with db.session() as session:
         verbs = [e.verb for e in await audit.entries(session, incident_id=incident_id)]
     assert verbs == ["incident.scored", "action.succeeded"]
-    # the card was updated with the action
+    # the card was updated with the action, through the outbox
+    await pipeline.flush()
     _, actions = pipeline.incidents.notifier.published[-1]  # type: ignore[attr-defined]
     assert [a.status for a in actions] == ["succeeded"]
 

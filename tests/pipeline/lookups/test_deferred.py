@@ -68,6 +68,13 @@ def vendor() -> ReputationLookup:
     return ReputationLookup({h: CLEAN for h in HASHES[:4]} | {HASHES[4]: BAD})
 
 
+
+async def deferred(pipeline: Engine) -> int:
+    """One run of the deferred-lookups job, then the card updates it queued."""
+    answered = await run_deferred(pipeline)
+    await pipeline.flush()
+    return answered
+
 async def test_over_quota_completes_later_and_the_card_shows_it(
     db: Database, clock: Clock, sleeps: Sleeps, vendor: ReputationLookup
 ) -> None:
@@ -77,10 +84,10 @@ async def test_over_quota_completes_later_and_the_card_shows_it(
     assert sorted(map(str, facts(incident).values())).count(str({"pending": True})) == 1
     [late] = [k for k, v in facts(incident).items() if v == {"pending": True}]
     assert published(pipeline)[-1].enrichment == incident.enrichment  # the card says pending
-    assert await run_deferred(pipeline) == 0  # not due: the minute is not over
+    assert await deferred(pipeline) == 0  # not due: the minute is not over
     assert len(vendor.calls) == 4
     clock.advance(60)
-    assert await run_deferred(pipeline) == 1
+    assert await deferred(pipeline) == 1
     assert len(vendor.calls) == 5
     [incident] = await incidents(db)
     value = late.partition(":")[2]
@@ -93,7 +100,7 @@ async def test_over_quota_completes_later_and_the_card_shows_it(
     async with db.session() as session:
         verbs = [e.verb for e in await audit.entries(session, incident_id=incident.id)]
     assert verbs == ["incident.scored", "incident.refreshed"]
-    assert await run_deferred(pipeline) == 0  # nothing left
+    assert await deferred(pipeline) == 0  # nothing left
     assert len(published(pipeline)) == 2
 
 
@@ -106,9 +113,9 @@ async def test_a_429_defers_until_retry_after(
     [incident] = await incidents(db)
     assert facts(incident) == {f"hash:{HASHES[4]}": {"pending": True}}
     clock.advance(29)
-    assert await run_deferred(pipeline) == 0
+    assert await deferred(pipeline) == 0
     clock.advance(1)
-    assert await run_deferred(pipeline) == 1
+    assert await deferred(pipeline) == 1
     [incident] = await incidents(db)
     assert facts(incident) == {f"hash:{HASHES[4]}": BAD}
     assert facts(published(pipeline)[-1]) == {f"hash:{HASHES[4]}": BAD}
@@ -126,7 +133,7 @@ async def test_incidents_waiting_for_one_value_share_one_call(
     assert [len(i.observables["users"]) for i in await incidents(db)] == [1, 1, 1]
     assert await count(db, LookupWaiter) == 2 and await count(db, DeferredLookup) == 1
     clock.advance(60)
-    assert await run_deferred(pipeline) == 1
+    assert await deferred(pipeline) == 1
     assert vendor.values() == [HASHES[0], HASHES[4]]
     assert [facts(i)[f"hash:{HASHES[4]}"] for i in (await incidents(db))[1:]] == [BAD, BAD]
 
@@ -153,7 +160,7 @@ async def test_a_waiter_arriving_after_the_answer_gets_it_from_the_cache(
             lookups=["test_reputation"],
         )
         await session.commit()
-    assert await run_deferred(pipeline) == 0  # no lookup made: the cache answers
+    assert await deferred(pipeline) == 0  # no lookup made: the cache answers
     [incident] = await incidents(db)
     assert facts(incident) == {key: BAD}
     assert vendor.values() == [HASHES[4]]
@@ -169,9 +176,9 @@ async def test_a_waiter_whose_answer_expired_is_looked_up_again(
         await session.delete(row)
         await session.commit()
     clock.advance(120)
-    await run_deferred(pipeline)  # asks again
+    await deferred(pipeline)  # asks again
     assert await count(db, DeferredLookup) == 1
-    assert await run_deferred(pipeline) == 1
+    assert await deferred(pipeline) == 1
     [incident] = await incidents(db)
     assert facts(incident)[f"hash:{HASHES[4]}"] == BAD
 
@@ -189,12 +196,12 @@ async def test_a_failing_deferred_lookup_gives_up_with_an_error(
     vendor.broken = True
     for _ in range(2):
         clock.advance(3600)
-        assert await run_deferred(pipeline) == 0
+        assert await deferred(pipeline) == 0
     async with db.session() as session:
         row = (await session.exec(select(DeferredLookup))).one()
     assert row.attempts == 2 and "503" in (row.last_error or "")
     clock.advance(3600)
-    await run_deferred(pipeline)
+    await deferred(pipeline)
     [incident] = await incidents(db)
     assert facts(incident)[f"hash:{HASHES[4]}"] == {"error": "test_vt: 503 Service Unavailable"}
     assert await count(db, DeferredLookup) == await count(db, LookupWaiter) == 0
@@ -210,7 +217,7 @@ async def test_a_value_made_internal_meanwhile_is_not_sent(
     later = policy(per_minute=1, privacy={"internal_domains": ["partner.example"]})
     pipeline.enrichers = [wrap(vendor, db, clock, sleeps, later)]
     clock.advance(60)
-    await run_deferred(pipeline)
+    await deferred(pipeline)
     [incident] = await incidents(db)
     assert facts(incident)["domain:partner.example"] == {"withheld": "internal"}
     assert vendor.values() == ["evil-site.com"]
@@ -230,5 +237,5 @@ async def test_only_one_replica_runs_the_job(
     clock.advance(60)
     async with locks.singleton(db, JOB) as held:
         assert held
-        assert await run_deferred(pipeline) == 0
-    assert await run_deferred(pipeline) == 1
+        assert await deferred(pipeline) == 0
+    assert await deferred(pipeline) == 1

@@ -54,6 +54,7 @@ async def test_a_refresh_never_steps_down(db: Database) -> None:
         )
     )
     refreshed = await pipeline.refresh(incident.id)
+    await pipeline.flush()
     assert refreshed is not None
     assert refreshed.decision == "ask_approval"  # decide() alone would say notify now
     assert refreshed.proposed_actions == [{"responder": "test_lock", "target": "alice"}]
@@ -68,9 +69,11 @@ async def test_a_record_raised_to_notify_is_posted(db: Database) -> None:
     incident = await one(db, pipeline, id="1", title="x", severity="low", user="mallory")
     assert incident.id is not None and incident.decision == "record" and cards(pipeline) == []
     assert (await pipeline.refresh(incident.id)) is not None
+    await pipeline.flush()
     assert cards(pipeline) == []  # still a record: nothing to post
     pipeline.reload(Policy(thresholds=Thresholds(notify=10)))
     refreshed = await pipeline.refresh(incident.id)
+    await pipeline.flush()
     assert refreshed is not None and refreshed.decision == "notify"
     assert [c.id for c in cards(pipeline)] == [incident.id]
 
@@ -86,11 +89,13 @@ async def test_raised_to_auto_act_acts(db: Database) -> None:
         )
     )
     refreshed = await pipeline.refresh(incident.id)
+    await pipeline.flush()
     assert refreshed is not None and refreshed.decision == "auto_act"
     assert responder.executions == ["alice"]
     actions = await act.actions_for(db, incident_id=incident.id)
     assert [(a.requested_by, a.status) for a in actions] == [("fido", "succeeded")]
     await pipeline.refresh(incident.id)  # again: nothing is run twice
+    await pipeline.flush()
     assert responder.executions == ["alice"]
 
 

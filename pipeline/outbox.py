@@ -1,0 +1,275 @@
+"""The outbox: everything Fido sends is a row first, then delivered.
+
+A state change and "what must be sent because of it" commit in one transaction
+(``enqueue_card``, ``enqueue_act``), so nothing to send is lost when Slack or a responder is
+down or the process dies. The :class:`Sender` delivers due rows:
+
+- **in order per incident** — a row waits while an earlier pending row of the same incident
+  exists (also while that one backs off); different incidents go concurrently;
+- **with retries** — a failure backs off exponentially (1 s, 2 s, 4 s … at most 5 min); a
+  ``Retry-After`` (Slack's 429) is honoured exactly; a permanent error (a missing channel,
+  a revoked token) or ``max_attempts`` failures leave the row ``failed``: kept, counted in
+  ``/metrics``, listed by ``fido outbox`` and retried by ``fido outbox retry``;
+- **never blocking** — each delivery has a timeout, and the sender runs beside the worker;
+- **once per replica set** — a row is leased (``claimed_until``) by a conditional update
+  before it is delivered, so two senders never deliver it together.
+
+A card row renders the incident as it is when sent, so one pending card row stands for
+every change made before it is sent (a second is not written). Where Slack returns a
+message ``ts`` it is stored before the row is marked sent: after a crash between the two,
+the row is delivered again as an update, or — if the crash came before the ``ts`` was
+stored — as at most one duplicate card, never a lost one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, or_, update
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pipeline.clock import Clock, as_utc, system_clock
+from pipeline.db import Database
+from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
+from pipeline.errors import DeliveryError
+from pipeline.records import Proposal
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[OutboxMessage], Awaitable[None]]
+MAX_BACKOFF = timedelta(minutes=5)
+LEASE = timedelta(seconds=60)
+
+
+async def enqueue_card(session: AsyncSession, incident_id: int) -> None:
+    """Post or update the incident's card, in the caller's transaction; one pending,
+    not-yet-claimed card row already covers it."""
+    waiting = (
+        await session.exec(
+            select(OutboxMessage.id).where(
+                OutboxMessage.incident_id == incident_id,
+                OutboxMessage.kind == OutboxKind.card.value,
+                OutboxMessage.status == OutboxStatus.pending.value,
+                col(OutboxMessage.claimed_until).is_(None),
+            )
+        )
+    ).first()
+    if waiting is None:
+        session.add(OutboxMessage(incident_id=incident_id, kind=OutboxKind.card.value))
+
+
+def enqueue_act(session: AsyncSession, incident_id: int, proposal: Proposal) -> None:
+    """Run an automatic action, in the caller's transaction."""
+    session.add(
+        OutboxMessage(
+            incident_id=incident_id,
+            kind=OutboxKind.act.value,
+            payload=proposal.model_dump(mode="json"),
+        )
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        deliver: Deliver,
+        clock: Clock = system_clock,
+        max_attempts: int = 12,
+        timeout: float = 15.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.db = db
+        self.deliver = deliver
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.slots = asyncio.Semaphore(concurrency)
+        self.wakeup = asyncio.Event()
+
+    def now(self) -> datetime:
+        return as_utc(self.clock())
+
+    async def due(self, *, limit: int = 50) -> list[OutboxMessage]:
+        """Rows that may be delivered now: pending, due, not leased, and first in line for
+        their incident."""
+        now = self.now()
+        earlier = aliased(OutboxMessage)
+        blocked = exists().where(
+            and_(
+                col(earlier.incident_id) == col(OutboxMessage.incident_id),
+                col(earlier.status) == OutboxStatus.pending.value,
+                col(earlier.id) < col(OutboxMessage.id),
+            )
+        )
+        async with self.db.session() as session:
+            rows = await session.exec(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.status == OutboxStatus.pending.value,
+                    or_(
+                        col(OutboxMessage.not_before).is_(None),
+                        col(OutboxMessage.not_before) <= now,
+                    ),
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) < now,
+                    ),
+                    or_(col(OutboxMessage.incident_id).is_(None), ~blocked),
+                )
+                .order_by(col(OutboxMessage.id))
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def _lease(self, row: OutboxMessage) -> bool:
+        now = self.now()
+        async with self.db.session() as session:
+            won = await session.exec(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == OutboxStatus.pending.value,
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) < now,
+                    ),
+                )
+                .values(claimed_until=now + LEASE)
+            )
+            await session.commit()
+        return won.rowcount == 1
+
+    async def deliver_due(self, *, limit: int = 50) -> int:
+        """Deliver what is due now (one row per incident); return how many were sent."""
+        rows = await self.due(limit=limit)
+        results = await asyncio.gather(*(self._bounded(row) for row in rows))
+        return sum(results)
+
+    async def drain(self, *, rounds: int = 1000) -> int:
+        """Deliver until nothing is due (for the CLI, the demo and tests)."""
+        sent = 0
+        for _ in range(rounds):
+            if not await self.due(limit=1):
+                break
+            sent += await self.deliver_due()
+        return sent
+
+    async def _bounded(self, row: OutboxMessage) -> bool:
+        async with self.slots:
+            if not await self._lease(row):
+                return False
+            return await self._one(row)
+
+    async def _one(self, row: OutboxMessage) -> bool:
+        error: str | None = None
+        retry_after: float | None = None
+        permanent = False
+        try:
+            await asyncio.wait_for(self.deliver(row), self.timeout)
+        except DeliveryError as exc:
+            error, retry_after, permanent = str(exc), exc.retry_after, exc.permanent
+        except TimeoutError:
+            error = f"no answer within {self.timeout:g} s"
+        except Exception as exc:  # a bug or an unexpected failure: retried, then kept
+            log.exception("outbox message %s (%s) failed", row.id, row.kind)
+            error = f"{type(exc).__name__}: {exc}"
+        await self._settle(row, error=error, retry_after=retry_after, permanent=permanent)
+        return error is None
+
+    async def _settle(
+        self, row: OutboxMessage, *, error: str | None, retry_after: float | None, permanent: bool
+    ) -> None:
+        now = self.now()
+        async with self.db.session() as session:
+            fresh = await session.get(OutboxMessage, row.id)
+            assert fresh is not None
+            fresh.claimed_until = None
+            if error is None:
+                fresh.status, fresh.sent_at, fresh.last_error = OutboxStatus.sent.value, now, None
+            else:
+                fresh.attempts += 1
+                fresh.last_error = error[:2000]
+                if permanent or fresh.attempts >= self.max_attempts:
+                    fresh.status = OutboxStatus.failed.value
+                    log.error(
+                        "outbox message %s (%s, incident %s) failed for good after %d attempts: %s",
+                        row.id,
+                        row.kind,
+                        row.incident_id,
+                        fresh.attempts,
+                        error,
+                    )
+                else:
+                    wait = (
+                        timedelta(seconds=retry_after)
+                        if retry_after is not None
+                        else backoff(fresh.attempts)
+                    )
+                    fresh.not_before = now + wait
+                    log.warning(
+                        "outbox message %s (%s) failed, retrying in %.1f s: %s",
+                        row.id,
+                        row.kind,
+                        wait.total_seconds(),
+                        error,
+                    )
+            session.add(fresh)
+            await session.commit()
+
+    async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
+        """Deliver until ``stop`` is set; sleep ``idle`` seconds (or until woken) between."""
+        while not stop.is_set():
+            try:
+                sent = await self.deliver_due()
+            except Exception:  # e.g. the database is briefly unreachable
+                log.exception("outbox sender error; retrying")
+                sent = 0
+            if not sent:
+                self.wakeup.clear()
+                waiters = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self.wakeup.wait()),
+                ]
+                await asyncio.wait(waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def listing(self, *, statuses: Sequence[OutboxStatus]) -> list[OutboxMessage]:
+        async with self.db.session() as session:
+            rows = await session.exec(
+                select(OutboxMessage)
+                .where(col(OutboxMessage.status).in_([s.value for s in statuses]))
+                .order_by(col(OutboxMessage.id))
+            )
+            return list(rows.all())
+
+    async def retry(self, ids: Sequence[int] | None = None) -> int:
+        """Put failed rows (all, or ``ids``) back in line; return how many."""
+        async with self.db.session() as session:
+            query = update(OutboxMessage).where(
+                col(OutboxMessage.status) == OutboxStatus.failed.value
+            )
+            if ids:
+                query = query.where(col(OutboxMessage.id).in_(list(ids)))
+            done = await session.exec(
+                query.values(
+                    status=OutboxStatus.pending.value,
+                    attempts=0,
+                    not_before=self.now(),
+                    claimed_until=None,
+                )
+            )
+            await session.commit()
+        self.wakeup.set()
+        return int(done.rowcount)
