@@ -3,7 +3,8 @@
 Counted from the database at each scrape (``IncidentService.counts``), so every replica
 reports the same truth: events by queue status, incidents by decision, closed incidents by
 verdict, actions by status, dead letters by status, lookups waiting for quota, outbox
-messages waiting or failed, and alerts silenced by each suppression. Nothing here carries a secret or an alert's content.
+messages waiting or failed, and alerts silenced by each suppression. Nothing here carries a
+secret or an alert's content.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
-from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
 from pipeline.errors import DeliveryError
+from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
 from pipeline.records import Proposal
 
 log = logging.getLogger(__name__)
