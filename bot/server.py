@@ -1,11 +1,17 @@
 """The HTTP side of ``fido serve``: detector webhooks, Slack's HTTP mode, health, metrics.
 
 ``POST /webhooks/{detector}`` answers 202 only once the alert is committed to the
-database; every refusal is a 4xx with a JSON ``detail`` saying why, and stores nothing.
+database; every refusal is a 4xx with a JSON ``detail`` saying why, and stores nothing,
+except a payload no parser reads (422), which is kept verbatim as a dead letter. Bodies
+over ``MAX_BODY`` (webhooks and ``/slack/events``) are refused with 413 before the rest is
+read, deliveries of more than ``MAX_ALERTS`` alerts with 413; parsing runs in a worker
+thread so a large delivery never stalls the event loop. When the database cannot be
+reached, the answer is a JSON 503 with ``Retry-After`` within seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
@@ -14,21 +20,26 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import metrics as prometheus
 from bot.slack import http as slack_http
 from bot.webhook_auth import DetectorAuth, authenticate, check_signature
 from pipeline import deadletters
-from pipeline.db import Database
+from pipeline.db import Database, first_line, unreachable
 from pipeline.errors import ParseError
 from pipeline.incidents import IncidentService
-from pipeline.ingest import ingest
+from pipeline.ingest import store
+from pipeline.observables import without_control_characters
 from pipeline.plugins import Detector
 from pipeline.policy import Policy
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # 1 MiB
+MAX_ALERTS = 10_000  # alerts per delivery; more is a 413 (send smaller batches)
+RETRY_AFTER = 5  # seconds, in the 503 answered while the database is unreachable
 JSON_TYPES = ("application/json",)
 
 
@@ -91,13 +102,21 @@ def build_http_app(
         if checked.signature is not None:
             check_signature(request.headers, body, checked.signature)
         try:
+            parsed = await asyncio.to_thread(parser.parse, body)
+            if len(parsed) > MAX_ALERTS:
+                raise HTTPException(
+                    413,
+                    f"a delivery holds at most {MAX_ALERTS} alerts and this one holds "
+                    f"{len(parsed)}: send them in smaller batches",
+                )
             async with db.session() as session:
-                result = await ingest(session=session, detector=parser, body=body)
+                result = await store(session=session, detector=parser.name, parsed=parsed)
         except ParseError as exc:
+            reason = without_control_characters(str(exc))  # a parser may quote a NUL
             async with db.session() as session:
-                letter = deadletters.keep(session, detector=detector, body=body, error=str(exc))
+                letter = deadletters.keep(session, detector=detector, body=body, error=reason)
                 await session.commit()
-            return JSONResponse({"detail": str(exc), "dead_letter": letter.id}, status_code=422)
+            return JSONResponse({"detail": reason, "dead_letter": letter.id}, status_code=422)
         if result.created and on_ingest is not None:
             on_ingest()
         return JSONResponse(
@@ -122,6 +141,19 @@ def build_http_app(
 
         @api.post("/slack/events")
         async def slack_events(request: Request) -> Response:
-            return await slack_http.handle(bolt, request)
+            # read at most MAX_BODY before Bolt checks the signature: anyone can send this
+            return await slack_http.handle(bolt, request, await _read_limited(request, MAX_BODY))
 
+    async def database_down(request: Request, exc: Exception) -> Response:
+        if not unreachable(exc):
+            raise exc  # a bad statement is a bug: a 500, not "try again later"
+        log.error("%s: database unreachable: %s", request.url.path, first_line(exc))
+        return JSONResponse(
+            {"detail": "the database is unreachable; try again later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+
+    api.add_exception_handler(DBAPIError, database_down)
+    api.add_exception_handler(PoolTimeout, database_down)
     return api

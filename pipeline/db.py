@@ -3,10 +3,18 @@
 SQLite (WAL mode) by default, PostgreSQL through the same ``FIDO_DATABASE_URL``. The
 application talks to it asynchronously (aiosqlite, psycopg 3); Alembic migrates it with the
 matching synchronous driver, on start and by ``fido db upgrade``.
+
+Nothing waits on the database for long: connecting gives up after ``CONNECT_TIMEOUT``
+seconds (libpq would wait 130), a free pooled connection is waited for ``POOL_TIMEOUT``
+seconds, and PostgreSQL cancels a statement after ``STATEMENT_TIMEOUT_MS``. ``unreachable``
+says whether an error means the database cannot be reached (the webhook answers 503).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,13 +22,20 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+CONNECT_TIMEOUT = 4  # seconds per address; psycopg tries each address of a host name
+POOL_TIMEOUT = 5  # seconds to wait for a pooled connection
+STATEMENT_TIMEOUT_MS = 30_000  # PostgreSQL cancels a statement running longer
+SQLITE_BUSY_TIMEOUT = 10  # seconds SQLite waits for another writer's lock
 
 _ASYNC = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -41,13 +56,26 @@ def _parse(url: str) -> URL:
     return parsed.set(drivername=backend)
 
 
+def _with_timeouts(parsed: URL, *, statements: bool) -> URL:
+    """A PostgreSQL URL with a connect timeout and (for the application, not for
+    migrations, which may rewrite large tables) a statement timeout, unless it sets them."""
+    if parsed.drivername != "postgresql":
+        return parsed
+    query = dict(parsed.query)
+    query.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
+    options = str(query.get("options", ""))
+    if statements and "statement_timeout" not in options:
+        query["options"] = f"{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
+    return parsed.set(query=query)
+
+
 def async_url(url: str) -> URL:
-    parsed = _parse(url)
+    parsed = _with_timeouts(_parse(url), statements=True)
     return parsed.set(drivername=_ASYNC[parsed.drivername])
 
 
 def sync_url(url: str) -> URL:
-    parsed = _parse(url)
+    parsed = _with_timeouts(_parse(url), statements=False)
     return parsed.set(drivername=_SYNC[parsed.drivername])
 
 
@@ -59,7 +87,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
     cursor.close()
 
 
@@ -82,13 +110,70 @@ def upgrade(url: str, revision: str = "head") -> None:
         engine.dispose()
 
 
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached or answer now (refused, timed
+    out, connection lost, no pooled connection free, SQLite locked or unopenable), as
+    opposed to a bad statement."""
+    if isinstance(exc, PoolTimeout | InterfaceError):
+        return True
+    if isinstance(exc, OperationalError):
+        if isinstance(exc.orig, sqlite3.OperationalError):  # also "no such table", …
+            return any(word in str(exc.orig).lower() for word in _SQLITE_UNAVAILABLE)
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own first line about ``exc`` (SQLAlchemy adds several)."""
+    reason = getattr(exc, "orig", None) or exc
+    return (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+
+
+async def upgrade_when_reachable(
+    url: str, *, attempts: int = 20, delay: float = 1.0, max_delay: float = 15.0
+) -> None:
+    """``upgrade`` at start-up, waiting for a PostgreSQL that is not up yet: each failed
+    attempt is one log line, then a pause that doubles up to ``max_delay``; after
+    ``attempts`` (about four minutes by default) a ConfigError says why. A SQLite file that
+    cannot be opened is a ConfigError at once: there is nothing to wait for."""
+    tries = 1 if is_sqlite(url) else attempts
+    for attempt in range(1, tries + 1):
+        try:
+            await asyncio.to_thread(upgrade, url)
+            return
+        except (OperationalError, InterfaceError) as exc:
+            reason = first_line(exc)
+            if attempt == tries:
+                log.warning(
+                    "database unreachable (attempt %d of %d): %s; giving up", attempt, tries, reason
+                )
+                raise ConfigError(
+                    f"the database is unreachable after {tries} attempts: {reason}"
+                ) from None
+            pause = min(delay * 2 ** (attempt - 1), max_delay)
+            log.warning(
+                "database unreachable (attempt %d of %d): %s; retrying in %g s",
+                attempt,
+                tries,
+                reason,
+                pause,
+            )
+            await asyncio.sleep(pause)
+
+
 class Database:
     """One async engine and its session factory."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.engine: AsyncEngine = create_async_engine(async_url(url))
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if self.sqlite else {}
+        self.engine: AsyncEngine = create_async_engine(
+            async_url(url), pool_timeout=POOL_TIMEOUT, connect_args=connect_args
+        )
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(

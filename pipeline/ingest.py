@@ -2,22 +2,51 @@
 
 The events are committed before the caller answers the detector, so an accepted alert is
 never lost; a redelivery of the same (detector, external id) is dropped as a duplicate.
+
+What the database cannot hold, or must not be trusted with, is settled here for every
+detector, before anything is written:
+
+- an external id over 255 characters becomes its digest (distinct ids stay distinct);
+- a control character (C0, DEL, C1) in an id or an observable refuses the delivery with a
+  ParseError naming the field: those values are matched and acted on, so they are never
+  "cleaned" into something else;
+- a NUL in the raw payload (PostgreSQL text cannot hold one) refuses the delivery: the
+  caller keeps the body byte for byte as a dead letter, so the payload stays verbatim;
+- an occurred time outside the years 1970-2100 refuses the delivery;
+- control characters other than tab and newline in the title or the vendor's severity,
+  which only people read, are replaced by U+FFFD.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline.models import Event
+from pipeline.errors import ParseError
+from pipeline.models import Event, utcnow
+from pipeline.observables import Observables, control_character, without_control_characters
 from pipeline.plugins import Detector, ParsedEvent
 
 log = logging.getLogger(__name__)
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive: years 1970-2100
+# Bound parameters per statement: PostgreSQL takes at most 65,535, SQLite 32,766.
+_PARAMETERS = 10_000
+_INLINE = 100  # events checked on the event loop; more are checked in a worker thread
+
+_OBSERVABLE_LISTS = [name for name in Observables.model_fields if name != "hash_types"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,72 +55,136 @@ class IngestResult:
     duplicates: list[str] = field(default_factory=list)
 
 
-def _fit(event: ParsedEvent) -> ParsedEvent:
-    """Keep ids and vendor severities within their columns: an over-long id becomes its
-    digest (distinct ids stay distinct), an over-long vendor severity is cut."""
+def _refuse_controls(where: str, name: str, value: str) -> None:
+    bad = control_character(value)
+    if bad is not None:
+        raise ParseError(f"{where}field {name!r} holds a control character (U+{ord(bad):04X})")
+
+
+def in_years(moment: datetime) -> bool:
+    """Whether ``moment`` (naive means UTC) lies in the years 1970-2100."""
+    try:
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
+        return False
+    return EARLIEST <= utc < LATEST
+
+
+def _checked(event: ParsedEvent, where: str) -> ParsedEvent:
+    """``event`` as it may be stored (see the module's docstring), or ParseError."""
+    _refuse_controls(where, "external id", event.external_id)
+    for name in _OBSERVABLE_LISTS:
+        for value in getattr(event.observables, name):
+            _refuse_controls(where, f"observables.{name}", value)
+    if "\x00" in event.raw:
+        raise ParseError(f"{where}the raw payload holds a NUL character, which cannot be text")
+    if event.occurred_at is not None and not in_years(event.occurred_at):
+        raise ParseError(
+            f"{where}field 'occurred_at': {event.occurred_at.isoformat()!r} is outside "
+            "the years 1970-2100"
+        )
+    changes: dict[str, Any] = {"title": without_control_characters(event.title)}
     if len(event.external_id) > 255:
         digest = hashlib.sha256(event.external_id.encode()).hexdigest()
-        event = replace(event, external_id=f"sha256:{digest}")
-    if event.vendor_severity is not None and len(event.vendor_severity) > 64:
-        event = replace(event, vendor_severity=event.vendor_severity[:64])
-    return event
+        changes["external_id"] = f"sha256:{digest}"
+    if event.vendor_severity is not None:
+        changes["vendor_severity"] = without_control_characters(event.vendor_severity)[:64]
+    return replace(event, **changes)
+
+
+def _rows(detector: str, parsed: Sequence[ParsedEvent]) -> list[dict[str, Any]]:
+    """The Event rows for ``parsed``, each checked (see the module's docstring)."""
+    received = utcnow()
+    many = len(parsed) > 1
+    rows = []
+    for index, event in enumerate(parsed):
+        item = _checked(event, f"alert {index}: " if many else "")
+        rows.append(
+            {
+                "detector": detector,
+                "external_id": item.external_id,
+                "received_at": received,
+                "occurred_at": item.occurred_at,
+                "severity": item.severity,
+                "vendor_severity": item.vendor_severity,
+                "title": item.title,
+                "observables": item.observables.model_dump(),
+                "raw": item.raw,
+            }
+        )
+    return rows
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 async def ingest(
     *, session: AsyncSession, detector: Detector, body: bytes, commit: bool = True
 ) -> IngestResult:
-    """Parse ``body`` with ``detector`` and store new events (raises ParseError).
+    """Parse ``body`` with ``detector`` (in a worker thread, so a large delivery never
+    stalls the event loop) and store new events (raises ParseError).
 
     With ``commit=False`` the caller commits, e.g. together with a source's cursor.
     """
-    parsed = detector.parse(body)
+    parsed = await asyncio.to_thread(detector.parse, body)
     return await store(session=session, detector=detector.name, parsed=parsed, commit=commit)
 
 
 async def store(
     *, session: AsyncSession, detector: str, parsed: list[ParsedEvent], commit: bool = True
 ) -> IngestResult:
-    """Store parsed events, dropping those already stored for (detector, external id)."""
+    """Store parsed events, dropping those already stored for (detector, external id).
+
+    Raises ParseError, storing nothing, when one of them cannot be stored as it is. Ids are
+    looked up and rows inserted in chunks that stay far under the databases' limits on
+    bound parameters, whatever the number of events; checking many events runs in a
+    worker thread."""
     result = IngestResult()
-    parsed = [_fit(p) for p in parsed]
-    wanted = {p.external_id for p in parsed}
-    existing = set(
-        (
-            await session.exec(
-                select(Event.external_id).where(
-                    Event.detector == detector, col(Event.external_id).in_(wanted)
-                )
+    if len(parsed) <= _INLINE:
+        prepared = _rows(detector, parsed)
+    else:
+        prepared = await asyncio.to_thread(_rows, detector, parsed)
+    wanted = list(dict.fromkeys(row["external_id"] for row in prepared))
+    existing: set[str] = set()
+    for ids in _chunks(wanted, _PARAMETERS - 1):
+        found = await session.exec(
+            select(Event.external_id).where(
+                Event.detector == detector, col(Event.external_id).in_(ids)
             )
-        ).all()
-    )
-    events: list[Event] = []
-    for item in parsed:
-        if item.external_id in existing:
-            result.duplicates.append(item.external_id)
-            continue
-        existing.add(item.external_id)
-        event = Event(
-            detector=detector,
-            external_id=item.external_id,
-            occurred_at=item.occurred_at,
-            severity=item.severity,
-            vendor_severity=item.vendor_severity,
-            title=item.title,
-            observables=item.observables.model_dump(),
-            raw=item.raw,
         )
-        try:
-            async with session.begin_nested():
-                session.add(event)
-        except IntegrityError:  # a concurrent delivery of the same alert won the race
-            result.duplicates.append(item.external_id)
+        existing.update(found.all())
+    rows: list[dict[str, Any]] = []
+    for row in prepared:
+        if row["external_id"] in existing:
+            result.duplicates.append(row["external_id"])
             continue
-        events.append(event)
+        existing.add(row["external_id"])
+        rows.append(row)
+    inserted: dict[str, int] = {}
+    if rows:
+        connection = await session.connection()
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        # a concurrent delivery of the same alert may win the race: it is then a duplicate
+        statement = (
+            dialect.insert(Event.__table__)  # type: ignore[attr-defined]
+            .on_conflict_do_nothing()
+            .returning(col(Event.id), col(Event.external_id))
+        )
+        for chunk in _chunks(rows, _PARAMETERS // len(rows[0])):
+            done = await connection.execute(statement, list(chunk))
+            inserted.update((xid, key) for key, xid in done.all())
     if commit:
         await session.commit()
     else:
         await session.flush()
-    result.created = [e.id for e in events if e.id is not None]
+    for row in rows:
+        if row["external_id"] in inserted:
+            result.created.append(inserted[row["external_id"]])
+        else:
+            result.duplicates.append(row["external_id"])
     if result.duplicates:
-        log.info("%s: dropped duplicate alerts %s", detector, result.duplicates)
+        shown = ", ".join(result.duplicates[:10]) + (" …" if len(result.duplicates) > 10 else "")
+        log.info("%s: dropped %d duplicate alerts: %s", detector, len(result.duplicates), shown)
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Literal
 
@@ -20,8 +22,107 @@ _FIELDS: dict[Kind, str] = {
 
 
 def account_name(user: str) -> str:
-    """The bare account of ``DOMAIN\\user``, ``user@domain`` or ``user``, case-folded."""
-    return user.rsplit("\\", 1)[-1].split("@", 1)[0].strip().casefold()
+    """The bare account of ``DOMAIN\\user``, ``user@domain`` or ``user``, NFKC-normalised
+    and case-folded (full-width ``ＣＯＲＰ＼Ａｌｉｃｅ`` is ``alice``)."""
+    bare = unicodedata.normalize("NFKC", user).rsplit("\\", 1)[-1].split("@", 1)[0]
+    return unicodedata.normalize("NFKC", bare.strip().casefold())
+
+
+def account_skeleton(user: str) -> str:
+    """What ``user`` looks like, for comparing against accounts that must never be touched:
+    its account name without invisible characters or accents, with Cyrillic, Greek and
+    small-capital letters that look Latin read as Latin: "ADMİNİSTRATOR", "Administrator"
+    followed by a zero-width space, or spelt with a Cyrillic "а", and "administrator"
+    share one skeleton. Only ever used to say "this is that account"."""
+    letters = unicodedata.normalize("NFKD", account_name(user))
+    kept = "".join(
+        c for c in letters if not _invisible(c) and unicodedata.category(c) not in _MARKS
+    )
+    return unicodedata.normalize("NFKC", kept.translate(_LOOK_ALIKES)).casefold()
+
+
+# Letters that, in some case, are drawn like a Latin one (after case folding).
+_LOOK_ALIKES = str.maketrans(
+    "авеікмнорстухѕһӏԁԛԝүјɡɑıȷɩαβεηικνορτυχγωϲϳᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢօսհոց",
+    "abeikmhopctyxshldqwyjgaijiabenikvoptuxywcjabcdeghijklmnoprstuvwyzouhng",
+)
+# Letters and marks that draw nothing: Hangul fillers, the braille blank, the combining
+# grapheme joiner, Khmer inherent vowels, Mongolian and other variation selectors.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+_MARKS = frozenset({"Mn", "Me"})  # accents and enclosing marks drawn on another letter
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+_ALPHABETS = frozenset({"LATIN", "GREEK", "CYRILLIC"})  # their accented letters are precomposed
+# Letters of these scripts are written together (Japanese, Chinese, Korean with Latin).
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+
+
+def _invisible(char: str) -> bool:
+    category = unicodedata.category(char)
+    return (
+        category in _INVISIBLE_CATEGORIES
+        or (category == "Zs" and char != " ")
+        or char in _BLANK
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\U000e0100" <= char <= "\U000e01ef"
+        or "\u180b" <= char <= "\u180f"
+    )
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter, from its Unicode name; None for anything else."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    word = unicodedata.name(char, "").split(" ", 1)[0]
+    if word in ("CJK", "IDEOGRAPHIC"):
+        return "HAN"
+    if word in ("MODIFIER", "KATAKANA-HIRAGANA", ""):
+        return None  # shared by several scripts
+    return word
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc: C0, DEL and C1
+_CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps tab, newline
+
+
+def control_character(value: str) -> str | None:
+    """The first control character (C0, DEL, C1; NUL among them) in ``value``, or None."""
+    found = _CONTROL.search(value)
+    return found.group() if found else None
+
+
+def without_control_characters(value: str) -> str:
+    """``value`` with each control character but tab and newline replaced by U+FFFD, for
+    free text only people read (a title); identifiers are refused instead."""
+    return _CONTROL_BUT_LAYOUT.sub("\ufffd", value)
+
+
+def unsafe_characters(value: str) -> str | None:
+    """Why ``value`` must not be acted on — invisible, control or format characters
+    (zero-width, bidi controls, soft hyphens, fillers), compatibility look-alikes
+    (full-width, styled or ligature letters), combining marks left over on a Latin, Greek
+    or Cyrillic letter ("a" with a strike-through), or letters of several scripts mixed
+    (a Cyrillic "а" among Latin letters) — or None when it reads as what it is."""
+    for char in value:
+        if _invisible(char):
+            return f"holds an invisible or control character (U+{ord(char):04X})"
+    for char in value:
+        if unicodedata.normalize("NFKC", char) != unicodedata.normalize("NFC", char):
+            return f"holds a look-alike compatibility character (U+{ord(char):04X})"
+    base = None
+    for char in unicodedata.normalize("NFC", value):
+        if unicodedata.category(char) not in _MARKS:
+            base = _script(char)
+        elif base in _ALPHABETS:  # a stroke or dot no letter of its alphabet is drawn with
+            return f"holds a combining mark that composes with no letter (U+{ord(char):04X})"
+    scripts = {script for c in value if (script := _script(c))}
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+        names = " and ".join(sorted(s.title() for s in scripts))
+        return f"mixes {names} letters"
+    return None
 
 
 _HASH_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}

@@ -28,6 +28,8 @@ def bolt_request(request: Request, body: bytes) -> AsyncBoltRequest:
     return bolt
 
 
-async def handle(app: AsyncApp, request: Request) -> Response:
-    body = await request.body()
+async def handle(app: AsyncApp, request: Request, body: bytes) -> Response:
+    """Dispatch one request to Bolt. ``body`` is the request's body, read by the caller
+    with a size limit (``bot/server.py``): the signature is only checked after reading,
+    so reading without one lets anyone fill the memory."""
     return to_starlette_response(await app.async_dispatch(bolt_request(request, body)))

@@ -80,12 +80,38 @@ def text(value: Any) -> str | None:
     return None
 
 
-def timestamp(value: Any) -> datetime | None:
+# The years a stored time may fall in (pipeline/ingest.py holds every detector to them):
+# PostgreSQL stores times Python cannot read back (9999-12-31T23:59:59-23:59 is in year
+# 10000 in UTC), and no alert happened before 1970 or will after 2100.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive
+
+
+def _outside(value: Any, field: str | None) -> ParseError:
+    name = f"field {field!r}" if field else "time"
+    return ParseError(f"{name}: {value!r} is outside the years 1970-2100")
+
+
+def within_years(moment: datetime, value: Any, field: str | None = None) -> datetime:
+    """``moment`` when it lies in the years 1970-2100; else ParseError naming ``field``
+    and the ``value`` it was read from."""
+    try:
+        utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise _outside(value, field) from None
+    if not EARLIEST <= utc < LATEST:
+        raise _outside(value, field)
+    return moment
+
+
+def timestamp(value: Any, *, field: str | None = None) -> datetime | None:
     """A UTC-aware datetime from ISO 8601 (any fraction length, Z or offset) or epoch
-    seconds / milliseconds / microseconds; None when absent or unreadable."""
+    seconds / milliseconds / microseconds; None when absent or unreadable; ParseError
+    (naming ``field`` when given) when it is outside the years 1970-2100."""
     value = present(value)
     if value is None or isinstance(value, bool):
         return None
+    original = value
     if isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit():
         try:
             value = float(value)
@@ -101,9 +127,10 @@ def timestamp(value: Any) -> datetime | None:
         while abs(seconds) > 1e11:  # milliseconds, microseconds, nanoseconds
             seconds /= 1000
         try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+            moment = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):  # a number, but no year Python knows
+            raise _outside(original, field) from None
+        return within_years(moment, original, field)
     if not isinstance(value, str):
         return None
     raw = value.replace("Z", "+00:00").replace("z", "+00:00")
@@ -115,7 +142,7 @@ def timestamp(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return within_years(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), value, field)
 
 
 def severity(
@@ -145,6 +172,14 @@ def severity_from_number(
         if number >= minimum:
             return name, vendor
     return default, vendor
+
+
+def fitted_id(value: str) -> str:
+    """``value`` as an event's id: kept when it fits the 255-character column, else its
+    digest, as ingest makes it for every detector: two ids are never cut into one."""
+    if len(value) <= 255:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def fingerprint(record: Any) -> str:

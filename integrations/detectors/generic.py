@@ -9,7 +9,9 @@ The policy's ``field_map`` maps any of these fields onto a dotted path in anothe
 e.g. ``{"user": "actor.alternateId", "title": "rule.name"}``. A delivery may also be a
 JSON array of such objects, or JSON Lines (one object per line). Without an ``id``, a
 fingerprint of the content is used, so a redelivered alert is still recognised as a
-duplicate.
+duplicate; an ``id`` over 255 characters is replaced by its digest, never cut. A control
+character in ``id`` or an observable field, or an ``occurred_at`` outside the years
+1970-2100, is refused naming the field.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.detectors.common import fingerprint, json_documents, raw_json
+from integrations.detectors.common import (
+    fingerprint,
+    fitted_id,
+    json_documents,
+    raw_json,
+    within_years,
+)
 from pipeline.errors import ConfigError, ParseError
 from pipeline.models import Severity
-from pipeline.observables import Observables
+from pipeline.observables import Observables, control_character
 from pipeline.plugins import ParsedEvent, detectors
 
 FIELDS = (
@@ -59,6 +67,15 @@ def _lookup(item: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def _no_controls(field: str, value: str) -> str:
+    """``value``, or ParseError when it holds a control character (NUL, ESC, DEL, …):
+    ids and observables are matched and acted on, so they are refused, not cleaned."""
+    bad = control_character(value)
+    if bad is not None:
+        raise ParseError(f"field {field!r} holds a control character (U+{ord(bad):04X})")
+    return value
+
+
 def _strings(field: str, value: Any) -> list[str]:
     if value is None:
         return []
@@ -68,7 +85,7 @@ def _strings(field: str, value: Any) -> list[str]:
         if isinstance(v, bool) or not isinstance(v, str | int):
             raise ParseError(f"field {field!r} must be a string or a list of strings")
         if str(v).strip():
-            out.append(str(v).strip())
+            out.append(_no_controls(field, str(v).strip()))
     return out
 
 
@@ -90,7 +107,8 @@ def _time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ParseError(f"field 'occurred_at': {value!r} is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return within_years(moment, value, "occurred_at")
 
 
 @detectors.register("generic")
@@ -143,7 +161,7 @@ class GenericDetector:
         elif isinstance(external_id, bool) or not isinstance(external_id, str | int):
             raise ParseError("field 'id' must be a string or a number")
         return ParsedEvent(
-            external_id=str(external_id)[:255],
+            external_id=fitted_id(_no_controls("id", str(external_id))),
             title=title.strip(),
             severity=severity,
             raw=raw,

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from pydantic import SecretStr
 from sqlmodel import select
+from starlette.datastructures import Headers
 
 from bot.server import build_http_app
 from bot.settings import Settings
-from bot.webhook_auth import DetectorAuth, Signature
+from bot.webhook_auth import DetectorAuth, Signature, check_signature
 from bot.wiring import Wiring
 from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
@@ -151,6 +153,42 @@ async def test_timestamped_signature_rejects_replays(
     }
     response = await client.post("/webhooks/stamped", content=BODY, headers=headers)
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e9", "0x10", "", "\u00b2", "9" * 5000],
+)
+async def test_a_timestamp_that_is_not_a_whole_number_of_seconds_is_refused(
+    client: httpx.AsyncClient, db: Database, stamp: str
+) -> None:
+    """float("nan") compares false with everything, so it passed the replay window."""
+    digest = hmac.new(b"stamp-secret", stamp.encode() + b"." + BODY, hashlib.sha256).digest()
+    headers = {
+        **JSON,
+        "Authorization": f"Bearer {GLOBAL}",
+        "X-Timestamp": stamp.encode("latin-1"),  # "²" is a digit to str.isdigit()
+        "X-Signature": base64.b64encode(digest).decode(),
+    }
+    response = await client.post("/webhooks/stamped", content=BODY, headers=headers)
+    assert response.status_code == 401
+    assert "timestamp" in response.json()["detail"]
+    assert await count(db) == 0
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "1700000000.5", "-1e400"])
+def test_check_signature_refuses_non_integer_timestamps(stamp: str) -> None:
+    rule = SignatureRule(header="X-Sig", secret_env="S", timestamp_header="X-Ts")
+    message = stamp.encode() + BODY
+    signed = hmac.new(b"k", message, hashlib.sha256).hexdigest()
+    with pytest.raises(HTTPException) as refused:
+        check_signature(
+            Headers({"X-Sig": signed, "X-Ts": stamp}),
+            BODY,
+            Signature(rule, SecretStr("k")),
+            now=lambda: 1700000000.0,
+        )
+    assert refused.value.status_code == 401
 
 
 async def test_ownership_challenge(client: httpx.AsyncClient) -> None:
