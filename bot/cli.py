@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from bot.outbox_cli import app as outbox_app
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ dead_app = typer.Typer(
     help="Payloads no parser could read, kept verbatim.", invoke_without_command=True
 )
 app.add_typer(dead_app, name="dead-letters")
+app.add_typer(outbox_app, name="outbox")
 
 
 @dead_app.callback()

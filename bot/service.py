@@ -21,7 +21,7 @@ from bot.slack.app import build_bolt_app, web_client
 from bot.slack.notifier import SlackNotifier
 from bot.wiring import Wiring
 from pipeline import db as database
-from pipeline import sources
+from pipeline import queue, sources
 from pipeline.engine import Engine
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
@@ -93,9 +93,12 @@ async def serve(settings: Settings) -> None:
     wiring = Wiring(settings, policy, http=http)
     detectors, responders = wiring.detectors(), wiring.responders()
     polled = wiring.sources()
-    await asyncio.to_thread(database.upgrade, settings.database_url)
+    await database.upgrade_when_reachable(settings.database_url)  # retries, one line each
     db = database.Database(settings.database_url)
     enrichers = wiring.enrichers(db)
+    released = await queue.release(db, replica=settings.replica)
+    if released:
+        log.info("released %d events this replica (%s) left in flight", released, settings.replica)
     client = web_client(settings)
     assert settings.slack_channel is not None
     engine = Engine(
@@ -107,6 +110,7 @@ async def serve(settings: Settings) -> None:
             client, channel=settings.slack_channel, labels=wiring.labels(responders)
         ),
         approvers=settings.approvers,
+        replica=settings.replica,
     )
     bolt = build_bolt_app(settings, engine, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None

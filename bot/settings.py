@@ -6,6 +6,7 @@ Secrets are ``SecretStr``: their values never appear in logs, reprs or error mes
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,11 @@ class Settings(BaseSettings):
     ad_ca_file: Path | None = Field(default=None, validation_alias=_env("FIDO_AD_CA_FILE"))
     ad_timeout: float = Field(default=10.0, gt=0, validation_alias=_env("FIDO_AD_TIMEOUT"))
     log_level: str = Field(default="INFO", validation_alias=_env("FIDO_LOG_LEVEL"))
+    # this process's name among replicas: its unfinished claims are released when a process
+    # of the same name starts (keep it stable across restarts: a StatefulSet pod name)
+    replica: str = Field(
+        default_factory=socket.gethostname, max_length=128, validation_alias=_env("FIDO_REPLICA")
+    )
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -68,6 +74,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("replica", mode="after")
+    @classmethod
+    def _replica(cls, value: str) -> str:
+        return value.strip() or socket.gethostname()
 
     @field_validator("slack_api_url", mode="after")
     @classmethod

@@ -9,6 +9,7 @@ be run. Undo is guarded by a conditional status change for the same reason.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Collection, Mapping
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from pipeline import audit, outbox
 from pipeline.db import Database
 from pipeline.errors import InputError, NotAuthorized, ResponderError
 from pipeline.models import Action, ActionStatus, Incident, utcnow
+from pipeline.observables import unsafe_characters
 from pipeline.plugins import Responder
 from pipeline.policy import Policy
 from pipeline.records import Proposal, proposals_of
@@ -36,8 +38,11 @@ def idempotency_key(incident_id: int, responder: str, target: str) -> str:
 async def authorize(
     db: Database, *, actor: str, approvers: Collection[str], verb: str, incident_id: int | None
 ) -> None:
-    """Refuse (and audit the refusal) unless ``actor`` is an approver."""
-    if actor in approvers:
+    """Refuse (and audit the refusal) unless ``actor`` is an approver. Slack ids are
+    ASCII: they are compared exactly after NFKC, so only a full-width spelling in the
+    settings is forgiven, never a case change or an invisible character."""
+    presented = unicodedata.normalize("NFKC", actor)
+    if any(presented == unicodedata.normalize("NFKC", a) for a in approvers):
         return
     async with db.session() as session:
         audit.record(session, actor=actor, verb="refused", target=verb, incident_id=incident_id)
@@ -91,6 +96,8 @@ async def execute(
 ) -> Action:
     """Run the proposal once and return its Action (the earlier one if it already ran)."""
     await _proposal(db, incident_id=incident_id, responder=responder, target=target)
+    if (unsafe := unsafe_characters(target)) is not None:
+        raise ResponderError(f"{target!r} {unsafe}; Fido never acts on a look-alike target")
     if policy.is_protected(target):
         raise ResponderError(f"{target} is a protected account; Fido never acts on it")
     runner = responders.get(responder)

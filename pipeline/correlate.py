@@ -117,15 +117,21 @@ class Keys:
 async def _find(
     session: AsyncSession, keys: set[str], *, status: IncidentStatus, since: datetime | None
 ) -> Incident | None:
-    query = (
-        select(Incident)
-        .join(IncidentKey, col(IncidentKey.incident_id) == col(Incident.id))
-        .where(col(IncidentKey.key).in_(keys), Incident.status == status.value)
-    )
+    # "id IN (incidents sharing a key)" rather than a join: the planner then starts from
+    # incident_key's primary key whatever it knows of the tables (SQLite has no statistics
+    # unless ANALYZE ran, and a join let it walk every open or closed incident instead)
+    sharing = select(IncidentKey.incident_id).where(col(IncidentKey.key).in_(keys))
+    query = select(Incident).where(col(Incident.id).in_(sharing), Incident.status == status.value)
     if since is not None:
         query = query.where(col(Incident.updated_at) >= since)
     order = Incident.updated_at if status is IncidentStatus.open else Incident.closed_at
-    return (await session.exec(query.order_by(col(order).desc()).limit(1))).first()
+    query = query.order_by(col(order).desc()).limit(1)
+    bind = session.bind
+    if status is IncidentStatus.open and bind is not None and bind.dialect.name != "sqlite":
+        # another replica adding to the same incident waits for this transaction (SQLite
+        # transactions are serial already), so no event count or observable is lost
+        query = query.with_for_update(of=Incident)
+    return (await session.exec(query)).first()
 
 
 async def correlate(

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
-from pipeline.observables import Kind, Observables, account_name
+from pipeline.observables import Kind, Observables, account_name, unsafe_characters
 from pipeline.policy import Policy
 from pipeline.records import Proposal, enrichment_of
 
@@ -56,7 +56,9 @@ def propose(
             if same in seen:
                 continue  # one account named in several forms is proposed once
             seen.add(same)
-            if policy.is_protected(target) or policy.is_protected(str(facts.get("account", ""))):
+            if (unsafe := unsafe_characters(target)) is not None:
+                skipped.append(f"{target!r} {unsafe}")  # a look-alike: never a target
+            elif policy.is_protected(target) or policy.is_protected(str(facts.get("account", ""))):
                 skipped.append(f"{target} is a protected account")
             elif facts.get("privileged") and not policy.allow_privileged_targets:
                 skipped.append(f"{target} is privileged")

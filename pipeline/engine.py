@@ -23,9 +23,11 @@ from pipeline.db import Database
 from pipeline.incidents import IncidentService
 from pipeline.models import Event, Incident
 from pipeline.notify import Notifier
+from pipeline.observables import Observables
 from pipeline.outbox import Sender
 from pipeline.plugins import Enricher, Responder
 from pipeline.policy import Policy
+from pipeline.records import Enrichment
 from pipeline.triage import Triage
 from pipeline.worker import Worker
 
@@ -43,6 +45,7 @@ class Engine:
         notifier: Notifier | None = None,
         approvers: Collection[str] = (),
         clock: Clock = system_clock,
+        replica: str = "",
     ) -> None:
         self.db = db
         self.policy = policy
@@ -59,15 +62,28 @@ class Engine:
             approvers=approvers,
             clock=clock,
         )
-        self.worker = Worker(db=db, handle=self.handle)
+        self.worker = Worker(db=db, stages=self, size=policy.worker_concurrency, replica=replica)
         self.sender = Sender(db=db, deliver=self.incidents.deliver, clock=clock)
         self.incidents.on_enqueue = self.sender.wakeup.set
 
-    async def handle(self, event: Event) -> int:
-        outcome = await self.triage.event(event)
+    # -- the worker's stages ---------------------------------------------------------------
+
+    def keys(self, event: Event) -> set[str]:
+        return self.triage.keys.all(Observables.model_validate(event.observables))
+
+    async def prepare(self, event: Event) -> tuple[Event, Enrichment]:
+        return event, await self.triage.enrich(event)
+
+    async def finish(self, prepared: tuple[Event, Enrichment]) -> int:
+        event, results = prepared
+        outcome = await self.triage.attach(event, results)
         self.sender.wakeup.set()
         assert outcome.incident.id is not None
         return outcome.incident.id
+
+    async def handle(self, event: Event) -> int:
+        """Both stages for one event (what the worker does, without the pool)."""
+        return await self.finish(await self.prepare(event))
 
     async def refresh(self, incident_id: int) -> Incident | None:
         outcome = await self.triage.refresh(incident_id)

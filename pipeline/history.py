@@ -94,12 +94,13 @@ async def _repeats(
     if not subjects:
         return
     at = as_utc(event.received_at)
+    # the events of the incidents sharing a key (ix_event_incident_detector_received), not
+    # a join the planner may start from every event of the detector
+    sharing = select(IncidentKey.incident_id).where(col(IncidentKey.key).in_(subjects))
     first, last = (
         await session.exec(
-            select(func.min(col(Event.received_at)), func.max(col(Event.received_at)))
-            .join(IncidentKey, col(IncidentKey.incident_id) == col(Event.incident_id))
-            .where(
-                col(IncidentKey.key).in_(subjects),
+            select(func.min(col(Event.received_at)), func.max(col(Event.received_at))).where(
+                col(Event.incident_id).in_(sharing),
                 Event.detector == event.detector,
                 Event.title == event.title,
                 col(Event.id) != event.id,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -71,7 +71,12 @@ class ActionStatus(StrEnum):
 class Event(SQLModel, table=True):
     """One detector alert, as received, and its place in the work queue."""
 
-    __table_args__ = (UniqueConstraint("detector", "external_id", name="uq_event_detector_xid"),)
+    __table_args__ = (
+        UniqueConstraint("detector", "external_id", name="uq_event_detector_xid"),
+        # history's repeat lookup: the events of the incidents sharing a key, by detector,
+        # within the last day (pipeline/history.py _repeats)
+        Index("ix_event_incident_detector_received", "incident_id", "detector", "received_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     detector: str = Field(index=True, max_length=64)
@@ -90,6 +95,7 @@ class Event(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     claimed_at: datetime | None = _ts(nullable=True)
     claim_token: str | None = Field(default=None, max_length=32)  # whose claim it is
+    claimed_by: str | None = Field(default=None, max_length=128)  # the replica's name
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     suppressed_by: str | None = Field(default=None, max_length=160)  # a suppression's key
 

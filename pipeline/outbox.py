@@ -246,30 +246,36 @@ class Sender:
                     waiter.cancel()
 
     async def listing(self, *, statuses: Sequence[OutboxStatus]) -> list[OutboxMessage]:
-        async with self.db.session() as session:
-            rows = await session.exec(
-                select(OutboxMessage)
-                .where(col(OutboxMessage.status).in_([s.value for s in statuses]))
-                .order_by(col(OutboxMessage.id))
-            )
-            return list(rows.all())
+        return await listing(self.db, statuses=statuses)
 
     async def retry(self, ids: Sequence[int] | None = None) -> int:
         """Put failed rows (all, or ``ids``) back in line; return how many."""
-        async with self.db.session() as session:
-            query = update(OutboxMessage).where(
-                col(OutboxMessage.status) == OutboxStatus.failed.value
-            )
-            if ids:
-                query = query.where(col(OutboxMessage.id).in_(list(ids)))
-            done = await session.exec(
-                query.values(
-                    status=OutboxStatus.pending.value,
-                    attempts=0,
-                    not_before=self.now(),
-                    claimed_until=None,
-                )
-            )
-            await session.commit()
+        count = await retry(self.db, ids=ids, now=self.now())
         self.wakeup.set()
-        return int(done.rowcount)
+        return count
+
+
+async def listing(db: Database, *, statuses: Sequence[OutboxStatus]) -> list[OutboxMessage]:
+    async with db.session() as session:
+        rows = await session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.status).in_([s.value for s in statuses]))
+            .order_by(col(OutboxMessage.id))
+        )
+        return list(rows.all())
+
+
+async def retry(db: Database, *, ids: Sequence[int] | None = None, now: datetime) -> int:
+    """Put failed rows (all, or ``ids``) back in line, due at once; return how many. A
+    running ``fido serve`` delivers them within a second."""
+    async with db.session() as session:
+        query = update(OutboxMessage).where(col(OutboxMessage.status) == OutboxStatus.failed.value)
+        if ids:
+            query = query.where(col(OutboxMessage.id).in_(list(ids)))
+        done = await session.exec(
+            query.values(
+                status=OutboxStatus.pending.value, attempts=0, not_before=now, claimed_until=None
+            )
+        )
+        await session.commit()
+    return int(done.rowcount)

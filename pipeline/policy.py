@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.observables import account_name
+from pipeline.observables import account_skeleton
 
 
 class _Strict(BaseModel):
@@ -311,6 +311,8 @@ class Policy(_Strict):
     sources: dict[str, SourcePolicy] = Field(default_factory=dict)
     enrichers: list[str] = Field(default_factory=lambda: ["active_directory"])
     enrichment_timeout_seconds: float = Field(default=10.0, gt=0)
+    # events worked on at once per process: enrichment waits on the network, so many
+    worker_concurrency: int = Field(default=32, ge=1, le=256)
     correlation: CorrelationPolicy = Field(default_factory=CorrelationPolicy)
     scoring: Scoring = Field(default_factory=Scoring)
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -338,9 +340,13 @@ class Policy(_Strict):
         return policy if policy and policy.enabled else None
 
     def is_protected(self, account: str) -> bool:
-        """True for a protected account, in any of its forms (DOMAIN\\name, name@domain)."""
-        wanted = account_name(account)
-        return any(wanted == p.casefold() for p in self.protected_accounts)
+        """True for a protected account, in any of its forms (DOMAIN\\name, name@domain)
+        and however it is spelt: both sides are compared after NFKC normalisation and case
+        folding, without invisible characters or accents, with look-alike letters read as
+        Latin (``account_skeleton``), so "ADMİNİSTRATOR" or "Administrator\\u200b" is
+        protected when "administrator" is."""
+        wanted = account_skeleton(account)
+        return any(wanted == account_skeleton(p) for p in self.protected_accounts)
 
 
 def load_policy(path: str | Path | None) -> Policy:

@@ -2,8 +2,13 @@
 
 A worker claims one pending event at a time: a conditional UPDATE decides who wins, and on
 PostgreSQL the candidate is chosen with ``FOR UPDATE SKIP LOCKED`` so replicas do not
-queue behind each other. A claim is a lease: an event left ``processing`` by a crashed
-worker becomes claimable again once the lease expires, so a restart resumes it.
+queue behind each other. Each claim carries a token (only its holder may complete it) and
+the claiming replica's name.
+
+A claim is a short lease (``LEASE``, 60 s) that the worker renews while the event is in
+flight (``renew``), so an event left ``processing`` by a replica that died is claimable
+again within a minute; and a replica that restarts releases its own claims at once
+(``release``, by its name).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pipeline.db import Database
 from pipeline.errors import FidoError
 from pipeline.models import Event, EventStatus, utcnow
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=60)
+RENEW_EVERY = 20.0  # seconds between lease renewals of an event in flight
 MAX_ATTEMPTS = 5
 
 
@@ -31,7 +37,7 @@ def _claimable(now_minus_lease: datetime) -> ColumnElement[bool]:
     )
 
 
-async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
+async def claim(db: Database, *, lease: timedelta = LEASE, replica: str = "") -> Event | None:
     """Claim the oldest claimable event, or return None when there is none."""
     async with db.session() as session:
         for _ in range(3):  # another worker may win the race for a candidate
@@ -50,6 +56,7 @@ async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
                     status=EventStatus.processing.value,
                     claimed_at=utcnow(),
                     claim_token=uuid.uuid4().hex,
+                    claimed_by=replica[:128] or None,
                     attempts=col(Event.attempts) + 1,
                 )
             )
@@ -57,6 +64,38 @@ async def claim(db: Database, *, lease: timedelta = LEASE) -> Event | None:
             if claimed.rowcount == 1:
                 return await session.get(Event, candidate)
         return None
+
+
+async def renew(db: Database, events: list[Event]) -> None:
+    """Extend the leases of events still in flight (their claims unchanged)."""
+    tokens = [e.claim_token for e in events if e.claim_token]
+    if not tokens:
+        return
+    async with db.session() as session:
+        await session.exec(
+            update(Event)
+            .where(
+                col(Event.claim_token).in_(tokens),
+                col(Event.status) == EventStatus.processing.value,
+            )
+            .values(claimed_at=utcnow())
+        )
+        await session.commit()
+
+
+async def release(db: Database, *, replica: str) -> int:
+    """At start-up: put back the events this replica had claimed when it stopped."""
+    async with db.session() as session:
+        released = await session.exec(
+            update(Event)
+            .where(
+                col(Event.status) == EventStatus.processing.value,
+                col(Event.claimed_by) == replica[:128],
+            )
+            .values(status=EventStatus.pending.value, claim_token=None, claimed_by=None)
+        )
+        await session.commit()
+    return int(released.rowcount)
 
 
 class LostClaim(FidoError):

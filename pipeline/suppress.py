@@ -85,9 +85,10 @@ def matches(
 
 
 async def active(
-    session: AsyncSession, *, policy: Policy, now: datetime
+    session: AsyncSession, *, policy: Policy, now: datetime, hits: bool = True
 ) -> list[ActiveSuppression]:
-    """Every suppression in force at ``now``, with its hit count."""
+    """Every suppression in force at ``now``, with its hit count (unless ``hits`` is
+    False: matching an alert does not need them)."""
     found: list[ActiveSuppression] = []
     for index, rule in enumerate(policy.suppressions, start=1):
         if as_utc(rule.expires) > now:
@@ -120,7 +121,9 @@ async def active(
                 origin="slack",
             )
         )
-    hits = {
+    if not hits or not found:
+        return found
+    counted = {
         h.key: h
         for h in (
             await session.exec(
@@ -130,9 +133,13 @@ async def active(
     }
     return [
         ActiveSuppression(
-            **{**s.__dict__, "hits": hits[s.key].hits, "last_hit_at": hits[s.key].last_hit_at}
+            **{
+                **s.__dict__,
+                "hits": counted[s.key].hits,
+                "last_hit_at": counted[s.key].last_hit_at,
+            }
         )
-        if s.key in hits
+        if s.key in counted
         else s
         for s in found
     ]
@@ -147,7 +154,7 @@ async def first_match(
     title: str,
     observables: Observables,
 ) -> ActiveSuppression | None:
-    for suppression in await active(session, policy=policy, now=now):
+    for suppression in await active(session, policy=policy, now=now, hits=False):
         if matches(suppression.match, detector=detector, title=title, observables=observables):
             return suppression
     return None

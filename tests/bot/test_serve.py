@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -236,3 +237,75 @@ def test_sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_invalid(
     assert f"policy reloaded from {policy}" in output
     assert "policy not reloaded, keeping the previous one" in output
     assert "thresholds.notify" in output and "nonsense" in output
+
+
+def test_kill_9_during_a_drain_then_restart_loses_nothing_and_counts_once(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    policy = tmp_path / "fido.yml"
+    policy.write_text("enrichers: []\nactions: [{responder: log_only}]\nworker_concurrency: 8\n")
+    port, db = free_port(), tmp_path / "fido.db"
+    env = clean_env(
+        FIDO_DATABASE_URL=f"sqlite:///{db}",
+        FIDO_CONFIG=str(policy),
+        FIDO_HTTP_PORT=str(port),
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        FIDO_SLACK_CHANNEL="C0KILL",
+        FIDO_REPLICA="kill-test",
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET="kill-secret",
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    total = 300
+    alerts = [
+        {"id": f"k{i}", "title": f"alert {i}", "severity": "high", "user": f"user{i}"}
+        for i in range(total)
+    ]
+    process = fido("serve", env=env, cwd=tmp_path)
+    base = wait_healthy(process, port)
+    body = json.dumps(alerts).encode()  # one delivery, stored before its 202
+    response = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers, timeout=60)
+    assert response.status_code == 202
+    deadline = time.monotonic() + 30
+    while len(fake_slack.calls("chat.postMessage")) < 20:  # well into the drain
+        assert time.monotonic() < deadline, "the drain never started"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    with sqlite3.connect(db) as connection:
+        left = connection.execute("SELECT count(*) FROM event WHERE status != 'done'").fetchone()
+    assert left[0] > 0, "the drain finished before the kill: nothing was tested"
+
+    restarted = fido("serve", env=env, cwd=tmp_path)
+    try:
+        wait_healthy(restarted, port)
+        deadline = time.monotonic() + 60
+        while True:
+            with sqlite3.connect(db) as connection:
+                (undone,) = connection.execute(
+                    "SELECT count(*) FROM event WHERE status != 'done'"
+                ).fetchone()
+                (unsent,) = connection.execute(
+                    "SELECT count(*) FROM outbox WHERE status != 'sent'"
+                ).fetchone()
+            if undone == 0 and unsent == 0:
+                break
+            assert time.monotonic() < deadline, f"{undone} events, {unsent} messages left"
+            time.sleep(0.2)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        output, _ = restarted.communicate(timeout=30)
+    assert restarted.returncode == 0, output
+    with sqlite3.connect(db) as connection:
+        (events,) = connection.execute("SELECT count(*) FROM event").fetchone()
+        (counted,) = connection.execute("SELECT sum(event_count) FROM incident").fetchone()
+        (scored,) = connection.execute(
+            "SELECT count(*) FROM audit_entry WHERE verb = 'incident.scored'"
+        ).fetchone()
+    assert events == counted == scored == total  # each event processed exactly once
+    posts = [c["text"].rsplit(": ", 1)[1] for c in fake_slack.calls("chat.postMessage")]
+    assert set(posts) == {f"alert {i}" for i in range(total)}  # every card arrived
+    duplicates = {title: n for title, n in Counter(posts).items() if n > 1}
+    assert all(n == 2 for n in duplicates.values())  # at most one duplicate per card…
+    assert len(duplicates) <= 8  # …and only for messages in flight at the kill

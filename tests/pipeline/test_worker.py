@@ -114,14 +114,14 @@ async def test_a_crashing_event_is_kept_failed_and_others_go_on(db: Database, mo
     pipeline, _, _ = make(db)
     await send(db, id="bad", title="x", user="alice")
     await send(db, id="good", title="y", user="bob")
-    real = pipeline.worker.handle
+    real = pipeline.triage.enrich
 
-    async def flaky(event: Event) -> int:
+    async def flaky(event: Event) -> Any:
         if event.external_id == "bad":
             raise RuntimeError("boom")
         return await real(event)
 
-    mocker.patch.object(pipeline.worker, "handle", side_effect=flaky)
+    mocker.patch.object(pipeline.triage, "enrich", side_effect=flaky)
     for _ in range(queue.MAX_ATTEMPTS + 2):
         await pipeline.drain()
     async with db.session() as session:

@@ -68,12 +68,12 @@ def vendor() -> ReputationLookup:
     return ReputationLookup({h: CLEAN for h in HASHES[:4]} | {HASHES[4]: BAD})
 
 
-
 async def deferred(pipeline: Engine) -> int:
     """One run of the deferred-lookups job, then the card updates it queued."""
     answered = await run_deferred(pipeline)
     await pipeline.flush()
     return answered
+
 
 async def test_over_quota_completes_later_and_the_card_shows_it(
     db: Database, clock: Clock, sleeps: Sleeps, vendor: ReputationLookup

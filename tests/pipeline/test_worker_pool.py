@@ -1,0 +1,162 @@
+"""The worker pool: enrichment overlaps, two workers (or two replicas) never process one
+event, one incident's events are triaged in the order they were claimed, and a replica's
+claims are released when it restarts or its lease runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from integrations.detectors.generic import GenericDetector
+from pipeline import audit, queue
+from pipeline.db import Database
+from pipeline.engine import Engine
+from pipeline.ingest import ingest
+from pipeline.models import Event, Incident, utcnow
+from pipeline.observables import Observables
+from pipeline.plugins import Facts
+from pipeline.policy import ActionPolicy, Policy
+
+
+class SlowEnricher:
+    """Waits ``delays[user]`` seconds (default ``delay``) and counts calls in flight."""
+
+    name = "test_slow"
+
+    def __init__(self, delay: float = 0.05, delays: dict[str, float] | None = None) -> None:
+        self.delay, self.delays = delay, delays or {}
+        self.in_flight = self.most = 0
+
+    async def enrich(self, observables: Observables) -> Facts:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            wait = max([self.delays.get(u, self.delay) for u in observables.users] or [0])
+            await asyncio.sleep(wait)
+        finally:
+            self.in_flight -= 1
+        return {}
+
+
+def engine(db: Database, enricher: SlowEnricher, size: int, replica: str = "r1") -> Engine:
+    return Engine(
+        db=db,
+        policy=Policy(actions=[ActionPolicy(responder="log_only")], worker_concurrency=size),
+        enrichers=[enricher],
+        replica=replica,
+    )
+
+
+async def send(db: Database, alerts: list[dict[str, Any]]) -> None:
+    async with db.session() as session:
+        for alert in alerts:
+            await ingest(
+                session=session, detector=GenericDetector(), body=json.dumps(alert).encode()
+            )
+
+
+async def scored_event_ids(db: Database) -> list[int]:
+    async with db.session() as session:
+        return [e.detail["event_id"] for e in await audit.entries(session, verb="incident.scored")]
+
+
+async def test_enrichment_overlaps_and_each_event_is_processed_once(db: Database) -> None:
+    slow = SlowEnricher(delay=0.2)
+    await send(db, [{"id": str(i), "title": "t", "user": f"u{i}"} for i in range(40)])
+    pool = engine(db, slow, size=16)
+    assert await pool.worker.drain() == 40
+    assert slow.most >= 10  # the 200 ms lookups ran side by side
+    ids = await scored_event_ids(db)
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 40
+    async with db.session() as session:
+        incidents = (await session.exec(select(Incident))).all()
+        events = (await session.exec(select(Event))).all()
+    assert sum(i.event_count for i in incidents) == len(events) == 40
+    assert {e.status for e in events} == {"done"}
+
+
+async def test_two_replicas_never_process_one_event(db: Database) -> None:
+    await send(db, [{"id": str(i), "title": "t", "user": f"u{i % 7}"} for i in range(60)])
+    one, two = (engine(db, SlowEnricher(0.01), size=8, replica=r) for r in ("r1", "r2"))
+    handled = await asyncio.gather(one.worker.drain(), two.worker.drain())
+    assert sum(handled) == 60
+    assert Counter(await scored_event_ids(db)).most_common(1)[0][1] == 1
+    async with db.session() as session:
+        incidents = (await session.exec(select(Incident))).all()
+    assert sum(i.event_count for i in incidents) == 60
+
+
+async def test_one_incidents_events_are_triaged_in_claim_order(db: Database) -> None:
+    alerts = [{"id": str(i), "title": f"n{i}", "user": "carol"} for i in range(6)]
+    alerts += [{"id": str(i), "title": "other", "user": "alice"} for i in range(6, 9)]
+    await send(db, alerts)
+    pool = engine(db, SlowEnricher(0), size=8)
+    original = pool.triage.enrich
+
+    async def enrich(event: Event) -> Any:  # the first alert's lookups are the slowest
+        await asyncio.sleep(0.3 if event.external_id == "0" else 0.0)
+        return await original(event)
+
+    pool.triage.enrich = enrich  # type: ignore[method-assign]
+    assert await pool.worker.drain() == 9
+    async with db.session() as session:
+        users = {e.id: e.observables["users"] for e in (await session.exec(select(Event))).all()}
+    order = await scored_event_ids(db)
+    carol = [i for i in order if users[i] == ["carol"]]
+    alice = [i for i in order if users[i] == ["alice"]]
+    assert carol == sorted(carol) and len(carol) == 6  # claim order kept in the incident
+    assert order.index(alice[0]) < order.index(carol[0])  # unrelated ones did not wait
+
+
+async def test_a_restarted_replica_releases_its_claims_at_once(db: Database) -> None:
+    await send(db, [{"id": "1", "title": "t", "user": "u1"}, {"id": "2", "title": "t"}])
+    mine = await queue.claim(db, replica="fido-1")
+    theirs = await queue.claim(db, replica="fido-2")
+    assert mine is not None and theirs is not None
+    assert await queue.release(db, replica="fido-1") == 1  # fido-1 starts again
+    restarted = engine(db, SlowEnricher(0), size=2, replica="fido-1")
+    assert await restarted.worker.drain() == 1  # its own claim, at once; fido-2's waits
+    async with db.session() as session:  # fido-2 died: its short lease runs out
+        await session.exec(
+            update(Event)
+            .where(col(Event.id) == theirs.id)
+            .values(claimed_at=utcnow() - queue.LEASE - timedelta(seconds=1))
+        )
+        await session.commit()
+    assert await restarted.worker.drain() == 1
+
+
+async def test_a_worker_whose_lease_was_taken_over_keeps_nothing(db: Database) -> None:
+    await send(db, [{"id": "1", "title": "t", "user": "u1"}])
+    stale = await queue.claim(db, replica="slow")
+    assert stale is not None
+    async with db.session() as session:
+        await session.exec(
+            update(Event).values(claimed_at=utcnow() - queue.LEASE - timedelta(seconds=1))
+        )
+        await session.commit()
+    fast = engine(db, SlowEnricher(0), size=1, replica="fast")
+    assert await fast.worker.drain() == 1
+    with pytest.raises(queue.LostClaim):
+        await fast.handle(stale)  # the first worker wakes up late
+    async with db.session() as session:
+        incidents = (await session.exec(select(Incident))).all()
+    assert [i.event_count for i in incidents] == [1]  # counted once
+
+
+async def test_leases_of_events_in_flight_are_renewed(db: Database) -> None:
+    await send(db, [{"id": "1", "title": "t", "user": "u1"}])
+    event = await queue.claim(db, replica="r")
+    assert event is not None
+    async with db.session() as session:
+        await session.exec(update(Event).values(claimed_at=utcnow() - timedelta(seconds=50)))
+        await session.commit()
+    await queue.renew(db, [event])
+    assert await queue.claim(db) is None  # renewed: still ours
