@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline import audit, outbox
 from pipeline.db import Database
@@ -216,14 +217,16 @@ async def undo(
     return action
 
 
-async def auto_actions_since(db: Database, *, within: timedelta = timedelta(hours=1)) -> int:
-    async with db.session() as session:
-        count = await session.exec(
-            select(func.count())
-            .select_from(Action)
-            .where(Action.requested_by == SYSTEM_ACTOR, col(Action.created_at) >= utcnow() - within)
-        )
-        return int(count.one())
+async def auto_actions_since(
+    session: AsyncSession, *, within: timedelta = timedelta(hours=1)
+) -> int:
+    """Automatic actions in the last ``within``, read in the caller's transaction."""
+    count = await session.exec(
+        select(func.count())
+        .select_from(Action)
+        .where(Action.requested_by == SYSTEM_ACTOR, col(Action.created_at) >= utcnow() - within)
+    )
+    return int(count.one())
 
 
 async def actions_for(db: Database, *, incident_id: int) -> list[Action]:

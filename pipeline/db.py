@@ -84,11 +84,21 @@ def is_sqlite(url: str) -> bool:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver would begin a transaction only at the first write, so a transaction's
+    # reads would not be part of it (two writers could both read event_count 1 and both
+    # write 2). SQLAlchemy begins every transaction itself instead (_sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """BEGIN IMMEDIATE: a transaction takes SQLite's one write lock when it starts (waiting
+    up to the busy timeout), so what it read is still true when it writes."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -176,6 +186,7 @@ class Database:
         )
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )

@@ -200,7 +200,7 @@ class Triage:
         incident.history = history.model_dump(mode="json")
         incident.score, lines = score(incident, policy, history)
         incident.score_breakdown = dump_breakdown(lines)
-        auto_count = await self._auto_actions_last_hour(policy)
+        auto_count = await self._auto_actions_last_hour(session, policy)
         verdict = decide(incident, policy, self.responders, auto_actions_last_hour=auto_count)
         before = Decision(incident.decision) if incident.decision else None
         if before is None or RANK[verdict.decision] >= RANK[before]:
@@ -219,8 +219,8 @@ class Triage:
             quiet=history.quiet_repeat,
         )
 
-    async def _auto_actions_last_hour(self, policy: Policy) -> int:
+    async def _auto_actions_last_hour(self, session: AsyncSession, policy: Policy) -> int:
         """The blast-radius count, read only when automatic action is enabled at all."""
         if policy.thresholds.auto_act is None:
             return 0
-        return await act.auto_actions_since(self.db)
+        return await act.auto_actions_since(session)
