@@ -1,0 +1,63 @@
+"""``fido serve`` with one extra lookup, ``bench_slow``, that sleeps FIDO_BENCH_ENRICH_MS ms.
+
+Used by ``benchmarks/serve_load.py``: the wiring (``bot/wiring.py``) builds only lookups
+(``from_options``) and the directory enrichers from a policy, so the slow enricher is a
+``Lookup`` — internal (no privacy screen), its own provider (no quota), wrapped like any
+other by ``LookupEnricher`` (cache, breaker). The policy names it: ``enrichers: [bench_slow]``.
+
+    python benchmarks/_slow_serve.py        # same environment as ``fido serve``
+
+FIDO_BENCH_PROFILE=FILE writes a cProfile of the serve's main thread (its event loop) there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.observables import Kind  # noqa: E402
+from pipeline.plugins import Context, lookups  # noqa: E402
+
+
+@lookups.register("bench_slow")
+class BenchSlowLookup:
+    name = "bench_slow"
+    kinds: frozenset[Kind] = frozenset({"user", "host"})
+    provider = "bench_slow"
+    external = False
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    @classmethod
+    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> BenchSlowLookup:
+        return cls(float(os.environ.get("FIDO_BENCH_ENRICH_MS", "200")) / 1000)
+
+    async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:
+        await asyncio.sleep(self.delay)
+        return {"bench": True}
+
+
+if __name__ == "__main__":
+    from bot import cli
+
+    sys.argv = ["fido", "serve"]
+    profile_to = os.environ.get("FIDO_BENCH_PROFILE")  # cProfile of the main thread, if set
+    if not profile_to:
+        cli.main()
+    else:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(cli.main)
+        except SystemExit:
+            pass
+        finally:
+            profiler.dump_stats(profile_to)
