@@ -263,16 +263,18 @@ def test_kill_9_during_a_drain_then_restart_loses_nothing_and_counts_once(
         for i in range(total)
     ]
     process = fido("serve", env=env, cwd=tmp_path)
-    base = wait_healthy(process, port)
-    body = json.dumps(alerts).encode()  # one delivery, stored before its 202
-    response = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers, timeout=60)
-    assert response.status_code == 202
-    deadline = time.monotonic() + 30
-    while len(fake_slack.calls("chat.postMessage")) < 20:  # well into the drain
-        assert time.monotonic() < deadline, "the drain never started"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
+    try:
+        base = wait_healthy(process, port)
+        body = json.dumps(alerts).encode()  # one delivery, stored before its 202
+        response = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers, timeout=60)
+        assert response.status_code == 202
+        deadline = time.monotonic() + 30
+        while len(fake_slack.calls("chat.postMessage")) < 20:  # well into the drain
+            assert time.monotonic() < deadline, "the drain never started"
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
     with sqlite3.connect(db) as connection:
         left = connection.execute("SELECT count(*) FROM event WHERE status != 'done'").fetchone()
     assert left[0] > 0, "the drain finished before the kill: nothing was tested"
