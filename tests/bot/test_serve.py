@@ -27,6 +27,23 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def serve_env(
+    tmp_path: Path, fake_slack: FakeSlack, *, port: int, channel: str, **more: str
+) -> dict[str, str]:
+    """What ``fido serve`` needs, on SQLite in ``tmp_path``, posting to the fake Slack."""
+    return clean_env(
+        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
+        FIDO_CONFIG=str(tmp_path / "fido.yml"),
+        FIDO_HTTP_PORT=str(port),
+        FIDO_WEBHOOK_TOKEN=TOKEN,
+        FIDO_SLACK_CHANNEL=channel,
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET=f"{channel}-secret",
+        SLACK_API_URL=fake_slack.base_url,
+        **more,
+    )
+
+
 def fido(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", *args],
@@ -97,16 +114,7 @@ def test_serve_takes_an_alert_posts_a_card_and_stops_on_sigterm(
     policy = tmp_path / "fido.yml"
     policy.write_text("enrichers: []\nactions:\n  - responder: log_only\n")
     port = free_port()
-    env = clean_env(
-        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
-        FIDO_CONFIG=str(policy),
-        FIDO_HTTP_PORT=str(port),
-        FIDO_WEBHOOK_TOKEN=TOKEN,
-        FIDO_SLACK_CHANNEL="C0SERVE",
-        SLACK_BOT_TOKEN=fake_slack.token,
-        SLACK_SIGNING_SECRET="serve-secret",
-        SLACK_API_URL=fake_slack.base_url,
-    )
+    env = serve_env(tmp_path, fake_slack, port=port, channel="C0SERVE")
     process = fido("serve", env=env, cwd=tmp_path)
     try:
         base = wait_healthy(process, port)
@@ -128,7 +136,7 @@ def test_serve_takes_an_alert_posts_a_card_and_stops_on_sigterm(
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "shutting down" in output
-    assert fake_slack.token not in output and "serve-secret" not in output
+    assert fake_slack.token not in output and "C0SERVE-secret" not in output
 
 
 def test_serve_tails_a_log_source_on_its_schedule(tmp_path: Path, fake_slack: FakeSlack) -> None:
@@ -140,16 +148,7 @@ def test_serve_tails_a_log_source_on_its_schedule(tmp_path: Path, fake_slack: Fa
         "sources:\n  tail:\n    type: logfile\n    detector: generic\n    interval_seconds: 0.5\n"
         f"    options: {{path: {json.dumps(str(log_file))}}}\n"
     )
-    env = clean_env(
-        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
-        FIDO_CONFIG=str(policy),
-        FIDO_HTTP_PORT=str(free_port()),
-        FIDO_WEBHOOK_TOKEN=TOKEN,
-        FIDO_SLACK_CHANNEL="C0TAIL",
-        SLACK_BOT_TOKEN=fake_slack.token,
-        SLACK_SIGNING_SECRET="tail-secret",
-        SLACK_API_URL=fake_slack.base_url,
-    )
+    env = serve_env(tmp_path, fake_slack, port=free_port(), channel="C0TAIL")
     process = fido("serve", env=env, cwd=tmp_path)
     try:
         time.sleep(1)
@@ -191,16 +190,7 @@ def test_sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_invalid(
     policy = tmp_path / "fido.yml"
     policy.write_text("enrichers: []\nactions: [{responder: log_only}]\n")
     port, db = free_port(), tmp_path / "fido.db"
-    env = clean_env(
-        FIDO_DATABASE_URL=f"sqlite:///{db}",
-        FIDO_CONFIG=str(policy),
-        FIDO_HTTP_PORT=str(port),
-        FIDO_WEBHOOK_TOKEN=TOKEN,
-        FIDO_SLACK_CHANNEL="C0HUP",
-        SLACK_BOT_TOKEN=fake_slack.token,
-        SLACK_SIGNING_SECRET="hup-secret",
-        SLACK_API_URL=fake_slack.base_url,
-    )
+    env = serve_env(tmp_path, fake_slack, port=port, channel="C0HUP")
     process = fido("serve", env=env, cwd=tmp_path)
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -245,17 +235,7 @@ def test_kill_9_during_a_drain_then_restart_loses_nothing_and_counts_once(
     policy = tmp_path / "fido.yml"
     policy.write_text("enrichers: []\nactions: [{responder: log_only}]\nworker_concurrency: 8\n")
     port, db = free_port(), tmp_path / "fido.db"
-    env = clean_env(
-        FIDO_DATABASE_URL=f"sqlite:///{db}",
-        FIDO_CONFIG=str(policy),
-        FIDO_HTTP_PORT=str(port),
-        FIDO_WEBHOOK_TOKEN=TOKEN,
-        FIDO_SLACK_CHANNEL="C0KILL",
-        FIDO_REPLICA="kill-test",
-        SLACK_BOT_TOKEN=fake_slack.token,
-        SLACK_SIGNING_SECRET="kill-secret",
-        SLACK_API_URL=fake_slack.base_url,
-    )
+    env = serve_env(tmp_path, fake_slack, port=port, channel="C0KILL", FIDO_REPLICA="kill-test")
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     total = 300
     alerts = [
