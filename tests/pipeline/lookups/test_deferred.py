@@ -169,7 +169,8 @@ async def test_a_waiter_arriving_after_the_answer_gets_it_from_the_cache(
 async def test_a_waiter_whose_answer_expired_is_looked_up_again(
     db: Database, clock: Clock, sleeps: Sleeps, vendor: ReputationLookup
 ) -> None:
-    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1, ttl=30))
+    rules = policy(per_minute=1, ttl=30, lookups={"concurrency": 1})  # HASHES[0] goes first
+    pipeline = make(db, clock, sleeps, vendor, rules)
     await send(db, pipeline, id="1", hash=[HASHES[0], HASHES[4]])
     async with db.session() as session:  # the lookup was made, the answer then expired
         row = (await session.exec(select(DeferredLookup))).one()
@@ -189,7 +190,7 @@ async def test_a_failing_deferred_lookup_gives_up_with_an_error(
     rules = policy(
         per_minute=1,
         breaker_failures=100,
-        lookups={"retries": 0, "deferred_max_attempts": 3},
+        lookups={"retries": 0, "deferred_max_attempts": 3, "concurrency": 1},
     )
     pipeline = make(db, clock, sleeps, vendor, rules)
     await send(db, pipeline, id="1", hash=[HASHES[0], HASHES[4]])
@@ -212,9 +213,13 @@ async def test_a_value_made_internal_meanwhile_is_not_sent(
     db: Database, clock: Clock, sleeps: Sleeps
 ) -> None:
     vendor = ReputationLookup({"evil-site.com": BAD, "partner.example": CLEAN})
-    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1))
+    # one call at a time, so the first domain is the one that takes the minute's quota
+    one_by_one = {"concurrency": 1}
+    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1, lookups=one_by_one))
     await send(db, pipeline, id="1", domain=["evil-site.com", "partner.example"])
-    later = policy(per_minute=1, privacy={"internal_domains": ["partner.example"]})
+    later = policy(
+        per_minute=1, lookups=one_by_one, privacy={"internal_domains": ["partner.example"]}
+    )
     pipeline.enrichers = [wrap(vendor, db, clock, sleeps, later)]
     clock.advance(60)
     await deferred(pipeline)
@@ -232,7 +237,7 @@ async def test_only_one_replica_runs_the_job(
 ) -> None:
     if db.sqlite:
         pytest.skip("SQLite means one process: the job's lock is always granted")
-    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1))
+    pipeline = make(db, clock, sleeps, vendor, policy(per_minute=1, lookups={"concurrency": 1}))
     await send(db, pipeline, id="1", hash=[HASHES[0], HASHES[4]])
     clock.advance(60)
     async with locks.singleton(db, JOB) as held:
