@@ -355,8 +355,3 @@ class IncidentService:
                 session, actor=actor, verb="suppression.removed", target=f"db:{suppression_id}"
             )
             await session.commit()
-
-    async def suppression_hits(self) -> dict[str, int]:
-        async with self.db.session() as session:
-            rows = await session.exec(select(SuppressionHit))
-            return {h.key: h.hits for h in rows.all()}

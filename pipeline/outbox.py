@@ -33,7 +33,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline.clock import Clock, as_utc, system_clock
+from pipeline.clock import Clock, as_utc, idle_wait, system_clock
 from pipeline.db import Database
 from pipeline.errors import DeliveryError
 from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -236,14 +236,7 @@ class Sender:
                 log.exception("outbox sender error; retrying")
                 sent = 0
             if not sent:
-                self.wakeup.clear()
-                waiters = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self.wakeup.wait()),
-                ]
-                await asyncio.wait(waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await idle_wait(stop, self.wakeup, idle)
 
     async def listing(self, *, statuses: Sequence[OutboxStatus]) -> list[OutboxMessage]:
         return await listing(self.db, statuses=statuses)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline import queue
+from pipeline.clock import idle_wait
 from pipeline.db import Database
 from pipeline.errors import FidoError
 from pipeline.models import Event
@@ -125,14 +126,7 @@ class Worker:
                 log.exception("worker loop error; retrying")
                 busy = False
             if not busy:
-                self.wakeup.clear()
-                waiters = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self.wakeup.wait()),
-                ]
-                await asyncio.wait(waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await idle_wait(stop, self.wakeup, idle)
             else:
                 self.wakeup.set()  # there may be more: let an idle sibling look too
 
