@@ -17,6 +17,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline import sqlite_inline
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_DURABLE: ContextVar[bool] = ContextVar("fido_durable_commit", default=True)
+
+
 def _sqlite_begin(connection: Any) -> None:
     """BEGIN IMMEDIATE: a transaction takes SQLite's one write lock when it starts (waiting
-    up to the busy timeout), so what it read is still true when it writes."""
+    up to the busy timeout), so what it read is still true when it writes. Before it, the
+    connection's ``synchronous`` is set for the session's durability (``Database.session``).
+    """
+    wanted = "FULL" if _DURABLE.get() else "NORMAL"
+    info = connection.connection.info
+    if info.get("synchronous") != wanted:
+        connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        info["synchronous"] = wanted
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgresql_begin(connection: Any) -> None:
+    if not _DURABLE.get():
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -180,21 +197,44 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if self.sqlite else {}
-        self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_timeout=POOL_TIMEOUT, connect_args=connect_args
-        )
+        options: dict[str, Any] = {"pool_timeout": POOL_TIMEOUT}
+        if self.sqlite:
+            # SQLite has one writer at a time, and a writer waiting for the file's lock
+            # polls it with sleeps of up to 100 ms. One pooled connection makes the
+            # process's transactions queue for it instead, first come first served; its
+            # statements run inline, without a thread hop each (pipeline/sqlite_inline.py).
+            options.update(
+                pool_size=1,
+                max_overflow=0,
+                async_creator=sqlite_inline.creator(sync_url(url), timeout=SQLITE_BUSY_TIMEOUT),
+            )
+        self.engine: AsyncEngine = create_async_engine(async_url(url), **options)
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        else:
+            event.listen(self.engine.sync_engine, "begin", _postgresql_begin)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
-            yield session
+    async def session(self, *, durable: bool = True) -> AsyncIterator[AsyncSession]:
+        """A session. Its commits are durable by default: on disk before ``commit`` returns,
+        so they survive a power loss. ``durable=False`` is for the pipeline's own steps
+        (claims, triage, lookup caches, outbox bookkeeping), whose commits survive a crash
+        of Fido but may be undone by a power loss or an OS crash, which then replays them
+        from the durable state before (an event is triaged again, a card may be posted
+        twice). They cost no fsync (SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
+        ``synchronous_commit=off``), and the next durable commit makes them durable too.
+        What Fido promises to others — an accepted alert, an action taken, an analyst's
+        click and its audit entry — is always durable."""
+        token = _DURABLE.set(durable)
+        try:
+            async with self._sessions() as session:
+                yield session
+        finally:
+            _DURABLE.reset(token)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

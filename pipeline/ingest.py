@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline.db import Database
 from pipeline.errors import ParseError
 from pipeline.models import Event, utcnow
 from pipeline.observables import Observables, control_character, without_control_characters
@@ -137,54 +138,156 @@ async def store(
 ) -> IngestResult:
     """Store parsed events, dropping those already stored for (detector, external id).
 
-    Raises ParseError, storing nothing, when one of them cannot be stored as it is. Ids are
-    looked up and rows inserted in chunks that stay far under the databases' limits on
-    bound parameters, whatever the number of events; checking many events runs in a
-    worker thread."""
-    result = IngestResult()
-    if len(parsed) <= _INLINE:
-        prepared = _rows(detector, parsed)
-    else:
-        prepared = await asyncio.to_thread(_rows, detector, parsed)
-    wanted = list(dict.fromkeys(row["external_id"] for row in prepared))
-    existing: set[str] = set()
-    for ids in _chunks(wanted, _PARAMETERS - 1):
-        found = await session.exec(
-            select(Event.external_id).where(
-                Event.detector == detector, col(Event.external_id).in_(ids)
-            )
-        )
-        existing.update(found.all())
-    rows: list[dict[str, Any]] = []
-    for row in prepared:
-        if row["external_id"] in existing:
-            result.duplicates.append(row["external_id"])
-            continue
-        existing.add(row["external_id"])
-        rows.append(row)
-    inserted: dict[str, int] = {}
-    if rows:
-        connection = await session.connection()
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        # a concurrent delivery of the same alert may win the race: it is then a duplicate
-        statement = (
-            dialect.insert(Event.__table__)  # type: ignore[attr-defined]
-            .on_conflict_do_nothing()
-            .returning(col(Event.id), col(Event.external_id))
-        )
-        for chunk in _chunks(rows, _PARAMETERS // len(rows[0])):
-            done = await connection.execute(statement, list(chunk))
-            inserted.update((xid, key) for key, xid in done.all())
+    Raises ParseError, storing nothing, when one of them cannot be stored as it is. Rows are
+    inserted in chunks that stay far under the databases' limits on bound parameters,
+    whatever the number of events; checking many events runs in a worker thread."""
+    rows = await checked_rows(detector, parsed)
+    (result,) = await _insert(session, [rows])
     if commit:
         await session.commit()
     else:
         await session.flush()
+    _log_duplicates(detector, result)
+    return result
+
+
+async def checked_rows(detector: str, parsed: Sequence[ParsedEvent]) -> list[dict[str, Any]]:
+    """The Event rows for ``parsed`` (ParseError when one cannot be stored as it is);
+    checking many events runs in a worker thread, so it never stalls the event loop."""
+    if len(parsed) <= _INLINE:
+        return _rows(detector, parsed)
+    return await asyncio.to_thread(_rows, detector, parsed)
+
+
+def _insert_statement(dialect_name: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    # a stored alert (or a concurrent delivery of it that wins the race) is a duplicate
+    return (
+        dialect.insert(Event.__table__)  # type: ignore[attr-defined]
+        .on_conflict_do_nothing()
+        .returning(col(Event.id), col(Event.detector), col(Event.external_id))
+    )
+
+
+async def _insert(
+    session: AsyncSession, deliveries: Sequence[Sequence[dict[str, Any]]]
+) -> list[IngestResult]:
+    """Insert the rows of several deliveries in the caller's transaction; one result per
+    delivery, in order. The first row for a (detector, external id) wins, whether the
+    other is in the database already, in the same delivery or in another one."""
+    results = [IngestResult() for _ in deliveries]
+    seen: set[tuple[str, str]] = set()
+    rows: list[dict[str, Any]] = []
+    owners: dict[tuple[str, str], int] = {}
+    for index, delivery in enumerate(deliveries):
+        for row in delivery:
+            key = (row["detector"], row["external_id"])
+            if key in seen:
+                results[index].duplicates.append(row["external_id"])
+                continue
+            seen.add(key)
+            owners[key] = index
+            rows.append(row)
+    if not rows:
+        return results
+    connection = await session.connection()
+    statement = _insert_statement(connection.dialect.name)
+    inserted: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(rows, _PARAMETERS // len(rows[0])):
+        done = await connection.execute(statement, list(chunk))
+        inserted.update(((detector, xid), key) for key, detector, xid in done.all())
     for row in rows:
-        if row["external_id"] in inserted:
-            result.created.append(inserted[row["external_id"]])
+        key = (row["detector"], row["external_id"])
+        target = results[owners[key]]
+        if key in inserted:
+            target.created.append(inserted[key])
         else:
-            result.duplicates.append(row["external_id"])
+            target.duplicates.append(row["external_id"])
+    return results
+
+
+def _log_duplicates(detector: str, result: IngestResult) -> None:
     if result.duplicates:
         shown = ", ".join(result.duplicates[:10]) + (" …" if len(result.duplicates) > 10 else "")
         log.info("%s: dropped %d duplicate alerts: %s", detector, len(result.duplicates), shown)
-    return result
+
+
+@dataclass(eq=False)
+class _Delivery:
+    detector: str
+    rows: list[dict[str, Any]]
+    answer: asyncio.Future[IngestResult]
+
+
+class GroupCommit:
+    """Stores concurrent webhook deliveries in shared transactions (a group commit).
+
+    A delivery waits at most ``window`` seconds for others to join it; then everything
+    waiting is inserted and committed together, and each caller gets its own result only
+    after that commit: every 202 still follows the commit that holds its alerts. One commit
+    (one fsync on SQLite) then serves many requests instead of one.
+
+    When a shared transaction fails, each of its deliveries is stored again in a transaction
+    of its own, so one delivery's failure is never its neighbours'; an error that belongs
+    to the database (unreachable, locked) reaches every caller it concerns.
+    """
+
+    def __init__(self, db: Database, *, window: float = 0.002, most: int = 5_000) -> None:
+        self.db = db
+        self.window = window
+        self.most = most  # rows per shared transaction
+        self._waiting: list[_Delivery] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def store(self, detector: str, parsed: Sequence[ParsedEvent]) -> IngestResult:
+        """Check and store one delivery (ParseError when it cannot be stored as it is)."""
+        rows = await checked_rows(detector, parsed)
+        delivery = _Delivery(detector, rows, asyncio.get_running_loop().create_future())
+        self._waiting.append(delivery)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="fido-group-commit")
+        # shielded: a client that hangs up does not cancel its neighbours' commit
+        result = await asyncio.shield(delivery.answer)
+        _log_duplicates(detector, result)
+        return result
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self.window)
+            batch: list[_Delivery] = []
+            size = 0
+            while self._waiting and (not batch or size + len(self._waiting[0].rows) <= self.most):
+                delivery = self._waiting.pop(0)
+                batch.append(delivery)
+                size += len(delivery.rows)
+            try:
+                results = await self._commit([d.rows for d in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0], exc)
+                    continue
+                for delivery in batch:  # alone, so that one failure stays its own
+                    try:
+                        (result,) = await self._commit([delivery.rows])
+                    except Exception as alone:
+                        _settle(delivery, alone)
+                    else:
+                        _settle(delivery, result)
+            else:
+                for delivery, result in zip(batch, results, strict=True):
+                    _settle(delivery, result)
+
+    async def _commit(self, deliveries: list[list[dict[str, Any]]]) -> list[IngestResult]:
+        async with self.db.session() as session:
+            results = await _insert(session, deliveries)
+            await session.commit()
+        return results
+
+
+def _settle(delivery: _Delivery, outcome: IngestResult | BaseException) -> None:
+    if delivery.answer.done():
+        return
+    if isinstance(outcome, BaseException):
+        delivery.answer.set_exception(outcome)
+    else:
+        delivery.answer.set_result(outcome)

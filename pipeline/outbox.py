@@ -112,7 +112,7 @@ class Sender:
                 col(earlier.id) < col(OutboxMessage.id),
             )
         )
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(OutboxMessage)
                 .where(
@@ -134,7 +134,7 @@ class Sender:
 
     async def _lease(self, row: OutboxMessage) -> bool:
         now = self.now()
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             won = await session.exec(
                 update(OutboxMessage)
                 .where(
@@ -191,7 +191,7 @@ class Sender:
         self, row: OutboxMessage, *, error: str | None, retry_after: float | None, permanent: bool
     ) -> None:
         now = self.now()
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             fresh = await session.get(OutboxMessage, row.id)
             assert fresh is not None
             fresh.claimed_until = None

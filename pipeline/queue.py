@@ -1,7 +1,7 @@
 """The database is the work queue.
 
-A worker claims one pending event at a time: a conditional UPDATE decides who wins, and on
-PostgreSQL the candidate is chosen with ``FOR UPDATE SKIP LOCKED`` so replicas do not
+A worker claims a batch of the oldest pending events in one transaction, whose
+candidates are chosen with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so replicas do not
 queue behind each other. Each claim carries a token (only its holder may complete it) and
 the claiming replica's name.
 
@@ -39,31 +39,46 @@ def _claimable(now_minus_lease: datetime) -> ColumnElement[bool]:
 
 async def claim(db: Database, *, lease: timedelta = LEASE, replica: str = "") -> Event | None:
     """Claim the oldest claimable event, or return None when there is none."""
-    async with db.session() as session:
-        for _ in range(3):  # another worker may win the race for a candidate
-            stale = utcnow() - lease
-            query = select(Event.id).where(_claimable(stale)).order_by(col(Event.id)).limit(1)
-            if not db.sqlite:
-                query = query.with_for_update(skip_locked=True)
-            candidate = (await session.exec(query)).first()
-            if candidate is None:
-                await session.commit()
-                return None
-            claimed = await session.exec(
-                update(Event)
-                .where(col(Event.id) == candidate, _claimable(stale))
-                .values(
-                    status=EventStatus.processing.value,
-                    claimed_at=utcnow(),
-                    claim_token=uuid.uuid4().hex,
-                    claimed_by=replica[:128] or None,
-                    attempts=col(Event.attempts) + 1,
-                )
-            )
+    claimed = await claim_many(db, 1, lease=lease, replica=replica)
+    return claimed[0] if claimed else None
+
+
+async def claim_many(
+    db: Database, most: int, *, lease: timedelta = LEASE, replica: str = ""
+) -> list[Event]:
+    """Claim up to ``most`` of the oldest claimable events in one transaction, oldest
+    first; they share one claim token. The candidates are locked as they are chosen
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer), and the UPDATE checks
+    again that each is claimable, so two claimers never get one event."""
+    stale = utcnow() - lease
+    candidates = (
+        select(Event.id).where(_claimable(stale)).order_by(col(Event.id)).limit(max(1, most))
+    )
+    if not db.sqlite:
+        # chosen first, then updated: inside the UPDATE, PostgreSQL may run a LIMIT …
+        # SKIP LOCKED subquery more than once and claim more rows than asked for
+        candidates = candidates.with_for_update(skip_locked=True)
+    async with db.session(durable=False) as session:
+        ids = list((await session.exec(candidates)).all())
+        if not ids:
             await session.commit()
-            if claimed.rowcount == 1:
-                return await session.get(Event, candidate)
-        return None
+            return []
+        rows = await session.exec(
+            update(Event)
+            .where(col(Event.id).in_(ids), _claimable(stale))
+            .values(
+                status=EventStatus.processing.value,
+                claimed_at=utcnow(),
+                claim_token=uuid.uuid4().hex,
+                claimed_by=replica[:128] or None,
+                attempts=col(Event.attempts) + 1,
+            )
+            .returning(Event)
+            .execution_options(synchronize_session=False)
+        )
+        events = list(rows.scalars().all())
+        await session.commit()
+    return sorted(events, key=lambda event: event.id or 0)
 
 
 async def renew(db: Database, events: list[Event]) -> None:
@@ -71,7 +86,7 @@ async def renew(db: Database, events: list[Event]) -> None:
     tokens = [e.claim_token for e in events if e.claim_token]
     if not tokens:
         return
-    async with db.session() as session:
+    async with db.session(durable=False) as session:
         await session.exec(
             update(Event)
             .where(

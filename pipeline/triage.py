@@ -105,7 +105,7 @@ class Triage:
         leaves the event either untouched (claimed, to be resumed) or fully processed."""
         observables = Observables.model_validate(event.observables)
         policy = self.policy
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             now = as_utc(self.clock())
             incident = await correlate(
                 session=session, event=event, policy=policy, now=now, keys=self.keys
@@ -171,7 +171,7 @@ class Triage:
 
     async def refresh(self, incident_id: int) -> Outcome | None:
         """Triage an incident again because its facts changed (a late lookup answer)."""
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             incident = await session.get(Incident, incident_id)
             if incident is None or incident.status != IncidentStatus.open.value:
                 return None

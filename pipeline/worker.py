@@ -1,12 +1,13 @@
 """The worker pool: claims events and hands each one on; nothing else.
 
-``size`` workers run concurrently in one process. Each claims an event (one claim at a time
-per process: SQLite has one writer, and on PostgreSQL ``SKIP LOCKED`` keeps replicas apart),
-then runs the event's slow stage (``prepare``: enrichment, I/O-bound) concurrently with the
-others, then its short transactional stage (``finish``: correlate → score → decide →
-complete) one at a time per process. An event waits before ``finish`` for every earlier
-event still in flight that shares a correlation key with it, so one incident's events are
-triaged in the order they were claimed, without one slow lookup holding up unrelated ones.
+Up to ``size`` events are in flight at once in one process. One claimer fills the free
+slots, several at a time, in one statement (SQLite has one writer, and on PostgreSQL
+``SKIP LOCKED`` keeps replicas apart). Each event then runs its slow stage (``prepare``:
+enrichment, I/O-bound) concurrently with the others, then its short transactional stage
+(``finish``: correlate → score → decide → complete) one at a time per process. An event
+waits before ``finish`` for every earlier event still in flight that shares a correlation
+key with it, so one incident's events are triaged in the order they were claimed, without
+one slow lookup holding up unrelated ones.
 
 Leases of the events in flight are renewed while they are worked on. One bad event never
 stops the others: its error is logged and kept on the row, it is retried a few times, then
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline import queue
-from pipeline.clock import idle_wait
 from pipeline.db import Database
 from pipeline.errors import FidoError
 from pipeline.models import Event
@@ -60,19 +60,85 @@ class Worker:
         self.stages = stages
         self.size = max(1, size)
         self.replica = replica
-        self.wakeup = asyncio.Event()
-        self._claiming = asyncio.Lock()
+        self.wakeup = asyncio.Event()  # set when new events may be waiting
         self._finishing = asyncio.Lock()
         self._in_flight: list[_Ticket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
 
-    async def run_once(self) -> bool:
-        """Claim and process one event; False when the queue is empty."""
-        async with self._claiming:
-            event = await queue.claim(self.db, replica=self.replica)
-            if event is None:
-                return False
+    async def drain(self) -> int:
+        """Process until the queue is empty, ``size`` at a time; return how many."""
+        handled = 0
+        while True:
+            self._freed.clear()  # from now on, a set flag means a slot freed after this claim
+            asked, started = await self._claim()
+            handled += started
+            if not started and not self._tasks:
+                return handled
+            while self._tasks and (started < asked or self._free() < self._batch()):
+                self._freed.clear()
+                await self._until(self._freed)
+                started = asked = 0
+
+    async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
+        """Work until ``stop`` is set: claim into free slots, keep leases; on stop, let the
+        events in flight finish."""
+        keeper = asyncio.create_task(self._keep_leases(stop))
+        try:
+            while not stop.is_set():
+                self.wakeup.clear()  # from now on, set means events newer than this claim
+                self._freed.clear()
+                try:
+                    asked, started = await self._claim()
+                except Exception:  # e.g. the database is briefly unreachable
+                    log.exception("worker: could not claim events; retrying")
+                    await self._until(stop, timeout=idle)
+                    continue
+                if started < asked:  # the queue is empty: wait for news or a free slot
+                    await self._until(stop, self.wakeup, self._freed, timeout=idle)
+                elif self._free() < self._batch():  # busy: wait until a few slots are free
+                    await self._until(stop, self._freed, timeout=idle)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _free(self) -> int:
+        return self.size - len(self._in_flight)
+
+    def _batch(self) -> int:
+        """Claim once this many slots are free (while others are busy), so that one claim
+        starts several events instead of one claim per event."""
+        return max(1, self.size // 4)
+
+    async def _until(self, *events: asyncio.Event, timeout: float = 1.0) -> None:
+        """Wait until one of ``events`` is set, at most ``timeout`` seconds (work of another
+        replica, or a lost wake-up, is found by the next claim anyway)."""
+        if any(event.is_set() for event in events):
+            return
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def _claim(self) -> tuple[int, int]:
+        """Claim events into the free slots and start them: (slots asked for, started)."""
+        free = self._free()
+        if free <= 0:
+            return 0, 0
+        events = await queue.claim_many(self.db, free, replica=self.replica)
+        for event in events:
             ticket = _Ticket(event, self._keys(event))
-            self._in_flight.append(ticket)
+            self._in_flight.append(ticket)  # in claim order: finish() keeps that order
+            task = asyncio.create_task(self._process(ticket), name=f"fido-event-{event.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return free, len(events)
+
+    async def _process(self, ticket: _Ticket) -> None:
+        event = ticket.event
         assert event.id is not None
         try:
             prepared = await self.stages.prepare(event)
@@ -84,51 +150,22 @@ class Worker:
         except Exception as exc:  # isolate the failure to this event, keep it
             if not isinstance(exc, FidoError):
                 log.exception("event %s failed", event.id)
-            status = await queue.fail(self.db, event_id=event.id, error=f"{exc}")
-            log.warning("event %s failed (%s): %s", event.id, status, exc)
+            try:
+                status = await queue.fail(self.db, event_id=event.id, error=f"{exc}")
+            except Exception:  # its lease runs out and it is claimed again
+                log.exception("event %s: could not record its failure", event.id)
+            else:
+                log.warning("event %s failed (%s): %s", event.id, status, exc)
         finally:
             self._in_flight.remove(ticket)
             ticket.done.set()
-        return True
+            self._freed.set()
 
     def _keys(self, event: Event) -> set[str]:
         try:
             return self.stages.keys(event)
         except Exception:  # unreadable observables: order it against everything
             return {"*"}
-
-    async def drain(self) -> int:
-        """Process until the queue is empty, ``size`` at a time; return how many."""
-
-        async def one() -> int:
-            handled = 0
-            while await self.run_once():
-                handled += 1
-            return handled
-
-        return sum(await asyncio.gather(*(one() for _ in range(self.size))))
-
-    async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
-        """Work until ``stop`` is set, ``size`` workers and a lease keeper."""
-        keeper = asyncio.create_task(self._keep_leases(stop))
-        try:
-            await asyncio.gather(*(self._loop(stop, idle) for _ in range(self.size)))
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-
-    async def _loop(self, stop: asyncio.Event, idle: float) -> None:
-        while not stop.is_set():
-            try:
-                busy = await self.run_once()
-            except Exception:  # e.g. the database is briefly unreachable
-                log.exception("worker loop error; retrying")
-                busy = False
-            if not busy:
-                await idle_wait(stop, self.wakeup, idle)
-            else:
-                self.wakeup.set()  # there may be more: let an idle sibling look too
 
     async def _keep_leases(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -43,7 +43,7 @@ class Quota:
             for period, limit in ((MINUTE, limits.per_minute), (DAY, limits.per_day))
             if limit is not None
         ]
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             blocked = (
                 await session.exec(
                     select(LookupQuota.used).where(
@@ -80,7 +80,7 @@ class Quota:
         insert = insert_for(self.db, LookupQuota).values(
             provider=provider, period=BLOCKED, slot=0, used=until_epoch
         )
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(
                 insert.on_conflict_do_update(
                     index_elements=["provider", "period", "slot"], set_={"used": until_epoch}
@@ -91,7 +91,7 @@ class Quota:
     async def used(self, provider: str, period: str) -> int:
         """Calls taken in the current ``period`` window (for metrics and tests)."""
         slot = int(as_utc(self.clock()).timestamp() // SECONDS[period])
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             found = (
                 await session.exec(
                     select(LookupQuota.used).where(
@@ -107,7 +107,7 @@ class Quota:
         """Forget windows older than a day (they can no longer limit anything)."""
         today = int(as_utc(self.clock()).timestamp() // SECONDS[DAY])
         oldest_minute = (today - 1) * (SECONDS[DAY] // SECONDS[MINUTE])
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             for period, before in ((MINUTE, oldest_minute), (DAY, today - 1)):
                 await session.exec(
                     delete(LookupQuota).where(

@@ -123,7 +123,7 @@ class LookupStore:
         keys = list({cache_key(enricher, kind, value) for kind, value in items})
         if not keys:
             return {}
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(LookupCache).where(
                     col(LookupCache.key).in_(keys), col(LookupCache.expires_at) > self.now()
@@ -147,7 +147,7 @@ class LookupStore:
         statement = insert_for(self.db, LookupCache).values(
             key=cache_key(enricher, kind, value), **fields
         )
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(statement.on_conflict_do_update(index_elements=["key"], set_=fields))
             await session.commit()
 
@@ -164,12 +164,12 @@ class LookupStore:
             attempts=0,
             created_at=self.now(),
         )
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(statement.on_conflict_do_nothing())
             await session.commit()
 
     async def due(self, *, limit: int) -> list[DeferredLookup]:
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(DeferredLookup)
                 .where(col(DeferredLookup.not_before) <= self.now())
@@ -185,14 +185,14 @@ class LookupStore:
         if failed:
             values["attempts"] = col(DeferredLookup.attempts) + 1
             values["last_error"] = (error or "")[:2000]
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(
                 update(DeferredLookup).where(col(DeferredLookup.key) == key).values(**values)
             )
             await session.commit()
 
     async def drop(self, key: str) -> None:
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(delete(DeferredLookup).where(col(DeferredLookup.key) == key))
             await session.commit()
 
@@ -200,7 +200,7 @@ class LookupStore:
 
     async def answered(self) -> list[tuple[LookupWaiter, Cached]]:
         """Waiters whose answer is now in the cache."""
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(LookupWaiter, LookupCache)
                 .join(LookupCache, col(LookupCache.key) == col(LookupWaiter.key))
@@ -210,7 +210,7 @@ class LookupStore:
             return [(waiter, Cached(cached.found, cached.facts)) for waiter, cached in rows.all()]
 
     async def waiters(self, key: str) -> list[LookupWaiter]:
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(select(LookupWaiter).where(col(LookupWaiter.key) == key))
             return list(rows.all())
 
@@ -221,7 +221,7 @@ class LookupStore:
         fresh = select(LookupCache.key).where(
             col(LookupCache.key) == LookupWaiter.key, col(LookupCache.expires_at) > self.now()
         )
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(LookupWaiter).where(~pending.exists(), ~fresh.exists())
             )
@@ -229,6 +229,6 @@ class LookupStore:
 
     async def purge(self) -> None:
         """Forget expired answers (nothing waits on them: waiters match fresh ones only)."""
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             await session.exec(delete(LookupCache).where(col(LookupCache.expires_at) <= self.now()))
             await session.commit()

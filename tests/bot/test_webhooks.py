@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
-from bot.server import MAX_ALERTS, MAX_BODY, build_http_app
+from bot.server import MAX_ALERTS, MAX_BODY, PARSE_INLINE, build_http_app
 from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database, upgrade_when_reachable
 from pipeline.errors import ConfigError, ParseError
@@ -239,7 +239,10 @@ class SlowDetector(GenericDetector):
         return super().parse(body)
 
 
-async def test_parsing_does_not_block_the_event_loop(db: Database) -> None:
+async def test_parsing_a_large_body_does_not_block_the_event_loop(db: Database) -> None:
+    alerts = [{"id": f"big-{n}", "title": "x" * 200} for n in range(400)]
+    body = json.dumps(alerts).encode()
+    assert len(body) > PARSE_INLINE  # small bodies are parsed inline: cheaper than a thread
     app = build_http_app(db=db, detectors={"slow": SlowDetector()}, webhook_token=SecretStr(TOKEN))
     ticks = 0
 
@@ -253,9 +256,10 @@ async def test_parsing_does_not_block_the_event_loop(db: Database) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://fido.test"
     ) as c:
-        response = await c.post("/webhooks/slow", content=GOOD, headers=AUTH)
+        response = await c.post("/webhooks/slow", content=body, headers=AUTH)
     ticker.cancel()
     assert response.status_code == 202
+    assert len(response.json()["accepted"]) == 400
     assert ticks >= 20  # the loop kept running while the parser worked
 
 

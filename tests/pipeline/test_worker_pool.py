@@ -160,3 +160,17 @@ async def test_leases_of_events_in_flight_are_renewed(db: Database) -> None:
         await session.commit()
     await queue.renew(db, [event])
     assert await queue.claim(db) is None  # renewed: still ours
+
+
+async def test_a_batch_claim_takes_the_oldest_few_and_never_one_twice(db: Database) -> None:
+    await send(db, [{"id": str(n), "title": "t", "user": f"u{n}"} for n in range(7)])
+    first, second = await asyncio.gather(
+        queue.claim_many(db, 3, replica="a"), queue.claim_many(db, 3, replica="b")
+    )
+    assert len(first) == 3 and len(second) == 3  # not more than asked for, not fewer
+    assert not {e.id for e in first} & {e.id for e in second}
+    assert len({e.claim_token for e in first}) == 1  # one claim, one token
+    assert [e.id for e in first] == sorted(e.id for e in first)  # oldest first
+    rest = await queue.claim_many(db, 10, replica="c")
+    assert len(rest) == 1
+    assert await queue.claim_many(db, 10, replica="c") == []
