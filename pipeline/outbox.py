@@ -46,12 +46,19 @@ MAX_BACKOFF = timedelta(minutes=5)
 LEASE = timedelta(seconds=60)
 
 
-async def enqueue_card(session: AsyncSession, incident_id: int) -> None:
+async def enqueue_card(
+    session: AsyncSession, incident_id: int, *, not_before: datetime | None = None
+) -> None:
     """Post or update the incident's card, in the caller's transaction; one pending,
-    not-yet-claimed card row already covers it."""
+    not-yet-claimed card row already covers it.
+
+    ``not_before`` holds back a routine update (another alert joined, the score moved) so
+    that the changes of the next few seconds go out as one ``chat.update``: a storm of
+    alerts then costs a card update every few seconds, not one per alert. Without it the
+    card goes as soon as it can, and a waiting row is brought forward."""
     waiting = (
         await session.exec(
-            select(OutboxMessage.id).where(
+            select(OutboxMessage).where(
                 OutboxMessage.incident_id == incident_id,
                 OutboxMessage.kind == OutboxKind.card.value,
                 OutboxMessage.status == OutboxStatus.pending.value,
@@ -60,7 +67,14 @@ async def enqueue_card(session: AsyncSession, incident_id: int) -> None:
         )
     ).first()
     if waiting is None:
-        session.add(OutboxMessage(incident_id=incident_id, kind=OutboxKind.card.value))
+        session.add(
+            OutboxMessage(
+                incident_id=incident_id, kind=OutboxKind.card.value, not_before=not_before
+            )
+        )
+    elif not_before is None and waiting.not_before is not None and waiting.attempts == 0:
+        waiting.not_before = None  # something that matters now: do not wait for the batch
+        session.add(waiting)
 
 
 def enqueue_act(session: AsyncSession, incident_id: int, proposal: Proposal) -> None:

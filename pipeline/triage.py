@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,17 +56,24 @@ class Outcome:
     act: list[Proposal] = field(default_factory=list)  # automatic actions queued
     publish: bool = False  # a card post or update queued
     quiet: bool = False  # a repeat within the quiet window: update without paging
+    decision_changed: bool = False  # the card must change at once (e.g. buttons appear)
     suppressed_by: str | None = None
 
 
-async def _enqueue(session: AsyncSession, outcome: Outcome) -> None:
+CARD_UPDATE_DELAY = timedelta(seconds=3)  # routine card updates are sent in batches
+
+
+async def _enqueue(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     """What the outcome must send, as outbox rows in the triage's own transaction."""
     incident_id = outcome.incident.id
     assert incident_id is not None
     for proposal in outcome.act:
         outbox.enqueue_act(session, incident_id, proposal)
     if outcome.publish and not outcome.act:  # an action queues its own card update
-        await outbox.enqueue_card(session, incident_id)
+        routine = outcome.incident.message_ts is not None and not outcome.decision_changed
+        await outbox.enqueue_card(
+            session, incident_id, not_before=now + CARD_UPDATE_DELAY if routine else None
+        )
 
 
 class Triage:
@@ -156,7 +164,7 @@ class Triage:
                 degraded=incident.degraded,
                 suppression=hit.key if hit else None,
             )
-            await _enqueue(session, outcome)
+            await _enqueue(session, outcome, now)
             await queue.complete(session, event)
             await session.commit()
         log.info(
@@ -185,7 +193,7 @@ class Triage:
                 score=incident.score,
                 decision=incident.decision,
             )
-            await _enqueue(session, outcome)
+            await _enqueue(session, outcome, as_utc(self.clock()))
             await session.commit()
         return outcome
 
@@ -207,6 +215,7 @@ class Triage:
             incident.decision = verdict.decision.value
             incident.decision_reason = verdict.reason
         proposed = proposals_of(incident.proposed_actions)
+        had = len(proposed)
         proposed += [p for p in verdict.proposed if p not in proposed]
         incident.proposed_actions = dump_proposals(proposed)
         session.add(incident)
@@ -217,6 +226,10 @@ class Triage:
             act=list(verdict.proposed) if acting else [],
             publish=publish,
             quiet=history.quiet_repeat,
+            # a new decision or a new button is shown at once; the rest can wait a moment
+            decision_changed=(
+                before is None or incident.decision != before.value or len(proposed) > had
+            ),
         )
 
     async def _auto_actions_last_hour(self, session: AsyncSession, policy: Policy) -> int:

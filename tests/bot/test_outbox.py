@@ -207,3 +207,46 @@ async def test_a_deleted_card_is_posted_again(db: Database, fake_slack: FakeSlac
     await engine.flush()
     assert len(fake_slack.calls("chat.postMessage")) == 2
     assert {r.status for r in await rows(db)} == {"sent"}
+
+
+async def test_a_storm_on_one_incident_updates_its_card_every_few_seconds(
+    db: Database, fake_slack: FakeSlack
+) -> None:
+    clock = Clock()
+    engine = make(db, fake_slack, clock)
+    send = [{"id": f"s{i}", "title": "storm", "severity": "low", "user": "u1"} for i in range(30)]
+    async with db.session() as session:
+        await ingest(session=session, detector=GenericDetector(), body=json.dumps(send[0]).encode())
+    await engine.drain()
+    assert len(fake_slack.calls("chat.postMessage")) == 1  # the first card goes at once
+    async with db.session() as session:
+        for body in send[1:]:
+            await ingest(
+                session=session, detector=GenericDetector(), body=json.dumps(body).encode()
+            )
+    await engine.drain()
+    assert fake_slack.calls("chat.update") == []  # held back: the next seconds join it
+    waiting = [r for r in await rows(db) if r.status == OutboxStatus.pending.value]
+    assert len(waiting) == 1  # one row for 29 changes
+    clock.advance(3.5)
+    await engine.flush()
+    updates = fake_slack.calls("chat.update")
+    assert len(updates) == 1 and "30" in json.dumps(updates[0])  # the card shows all 30
+
+
+async def test_a_new_decision_updates_the_card_at_once(db: Database, fake_slack: FakeSlack) -> None:
+    clock = Clock()
+    engine = make(db, fake_slack, clock)
+    low = {"id": "d1", "title": "odd login", "severity": "low", "user": "u2"}
+    critical = {"id": "d2", "title": "credential dump", "severity": "critical", "user": "u2"}
+    for body in (low, critical):
+        async with db.session() as session:
+            await ingest(
+                session=session, detector=GenericDetector(), body=json.dumps(body).encode()
+            )
+        await engine.drain()
+    async with db.session() as session:
+        (incident,) = (await session.exec(select(Incident))).all()
+    assert incident.decision == "ask_approval", incident.decision_reason
+    updates = fake_slack.calls("chat.update")
+    assert len(updates) == 1 and "Approve" in json.dumps(updates[0])  # no waiting for buttons
