@@ -1,9 +1,10 @@
 """``fido serve`` with one extra lookup, ``bench_slow``, that sleeps FIDO_BENCH_ENRICH_MS ms.
 
-Used by ``benchmarks/serve_load.py``: the wiring (``bot/wiring.py``) builds only lookups
-(``from_options``) and the directory enrichers from a policy, so the slow enricher is a
-``Lookup`` — internal (no privacy screen), its own provider (no quota), wrapped like any
-other by ``LookupEnricher`` (cache, breaker). The policy names it: ``enrichers: [bench_slow]``.
+Used by ``benchmarks/serve_load.py``. The slow enricher is a ``Lookup`` — internal (no
+privacy screen), its own provider (no quota), wrapped like any other by ``LookupEnricher``
+(cache, breaker) — built by the wiring (``bot/wiring.py``) like every plugin: from its
+``Options`` (``delay_ms``, by default FIDO_BENCH_ENRICH_MS) and ``build``. The policy names
+it: ``enrichers: [bench_slow]``.
 
     python benchmarks/_slow_serve.py        # same environment as ``fido serve``
 
@@ -15,14 +16,23 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.observables import Kind  # noqa: E402
 from pipeline.plugins import Context, lookups  # noqa: E402
+
+
+class BenchSlowOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delay_ms: float = Field(
+        default_factory=lambda: float(os.environ.get("FIDO_BENCH_ENRICH_MS", "200")), ge=0
+    )
 
 
 @lookups.register("bench_slow")
@@ -31,13 +41,14 @@ class BenchSlowLookup:
     kinds: frozenset[Kind] = frozenset({"user", "host"})
     provider = "bench_slow"
     external = False
+    Options = BenchSlowOptions
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> BenchSlowLookup:
-        return cls(float(os.environ.get("FIDO_BENCH_ENRICH_MS", "200")) / 1000)
+    def build(cls, options: BenchSlowOptions, context: Context) -> BenchSlowLookup:
+        return cls(options.delay_ms / 1000)
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:
         await asyncio.sleep(self.delay)

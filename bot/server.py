@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # 1 MiB
 MAX_ALERTS = 10_000  # alerts per delivery; more is a 413 (send smaller batches)
 RETRY_AFTER = 5  # seconds, in the 503 answered while the database is unreachable
-JSON_TYPES = ("application/json",)
 PARSE_INLINE = 64 * 1024  # bytes: larger bodies are parsed in a worker thread
 
 
@@ -88,8 +87,7 @@ def build_http_app(
     async def verify(detector: str, request: Request) -> JSONResponse:
         """One-time ownership checks some vendors make (e.g. Okta event hooks)."""
         parser, _ = known(detector, request)
-        challenge = getattr(parser, "challenge", None)
-        answer = challenge(request.headers) if challenge is not None else None
+        answer = parser.challenge(request.headers)
         if answer is None:
             raise HTTPException(405, "deliver alerts with POST")
         return JSONResponse(answer)
@@ -97,7 +95,7 @@ def build_http_app(
     @api.post("/webhooks/{detector}", status_code=202)
     async def webhook(detector: str, request: Request) -> JSONResponse:
         parser, checked = known(detector, request)
-        accepted = getattr(parser, "content_types", JSON_TYPES)
+        accepted = parser.content_types
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in accepted:
             raise HTTPException(415, f"Content-Type must be {' or '.join(accepted)}")

@@ -1,7 +1,9 @@
 """Settings, from the environment and ``.env`` (pydantic-settings).
 
 Secrets are ``SecretStr``: their values never appear in logs, reprs or error messages.
-``.env.example`` lists every field here; a test keeps the two in step.
+``.env.example`` lists every field here; a test keeps the two in step. The settings of one
+integration live beside its code (the directory's ``FIDO_AD_*``:
+``integrations/directory/config.py``); secrets a plugin needs are named in the policy.
 """
 
 from __future__ import annotations
@@ -53,14 +55,6 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("SLACK_APP_TOKEN")
     )
     slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
-    ad_url: str | None = Field(default=None, validation_alias=_env("FIDO_AD_URL"))
-    ad_bind_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BIND_DN"))
-    ad_password: SecretStr | None = Field(default=None, validation_alias=_env("FIDO_AD_PASSWORD"))
-    ad_base_dn: str | None = Field(default=None, validation_alias=_env("FIDO_AD_BASE_DN"))
-    ad_start_tls: bool = Field(default=False, validation_alias=_env("FIDO_AD_START_TLS"))
-    ad_verify_tls: bool = Field(default=True, validation_alias=_env("FIDO_AD_VERIFY_TLS"))
-    ad_ca_file: Path | None = Field(default=None, validation_alias=_env("FIDO_AD_CA_FILE"))
-    ad_timeout: float = Field(default=10.0, gt=0, validation_alias=_env("FIDO_AD_TIMEOUT"))
     log_level: str = Field(default="INFO", validation_alias=_env("FIDO_LOG_LEVEL"))
     # this process's name among replicas: its unfinished claims are released when a process
     # of the same name starts (keep it stable across restarts: a StatefulSet pod name)

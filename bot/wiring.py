@@ -1,13 +1,19 @@
-"""Start-up wiring: settings + policy → detector, source, enricher and responder instances."""
+"""Start-up wiring: settings + policy → detector, source, enricher and responder instances.
+
+Every plugin is built the same way (``pipeline.plugins.build_plugin``): its options from
+the policy are validated against its ``Options`` model and handed to its ``build`` with
+the shared context. Nothing here knows a plugin by name.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Mapping
-from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
 from pydantic import SecretStr
 
 from bot.settings import Settings
@@ -23,6 +29,7 @@ from pipeline.plugins import (
     Lookup,
     Responder,
     Source,
+    build_plugin,
     detectors,
     enrichers,
     lookups,
@@ -32,6 +39,14 @@ from pipeline.plugins import (
 from pipeline.policy import DetectorPolicy, Policy
 
 log = logging.getLogger(__name__)
+
+
+def process_environ(env_file: str | Path = ".env") -> dict[str, str]:
+    """The process environment over ``.env``, as ``Settings`` reads them: where the
+    secrets the policy names and the ``FIDO_AD_*`` settings are found."""
+    path = Path(env_file)
+    found = dotenv_values(path) if path.is_file() else {}
+    return {**{k: v for k, v in found.items() if v is not None}, **os.environ}
 
 
 class Wiring:
@@ -48,46 +63,16 @@ class Wiring:
         load_all()
         self.settings = settings
         self.policy = policy
-        self.context = Context(http=http, environ=os.environ if environ is None else environ)
-
-    @cached_property
-    def directory(self):  # type: ignore[no-untyped-def]
-        from integrations.directory.ad import ActiveDirectory, ADConfig
-
-        self.settings.require(
-            "FIDO_AD_URL", "FIDO_AD_BIND_DN", "FIDO_AD_PASSWORD", "FIDO_AD_BASE_DN"
-        )
-        s = self.settings
-        try:
-            config = ADConfig(
-                url=s.ad_url,
-                bind_dn=s.ad_bind_dn,
-                password=s.ad_password,
-                base_dn=s.ad_base_dn,
-                start_tls=s.ad_start_tls,
-                verify_tls=s.ad_verify_tls,
-                ca_file=s.ad_ca_file,
-                timeout=s.ad_timeout,
-            )
-        except ValueError as exc:  # pydantic's ValidationError, worded for people
-            raise ConfigError(f"FIDO_AD_*: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
-        if config.url.startswith("ldap://") and not config.start_tls:
-            log.warning(
-                "FIDO_AD_URL is plain ldap:// without FIDO_AD_START_TLS: the bind password "
-                "crosses the network unencrypted"
-            )
-        return ActiveDirectory(config)
+        self.context = Context(http=http, environ=process_environ() if environ is None else environ)
 
     def detector(self, name: str, rules: DetectorPolicy | None = None) -> Detector:
-        factory = detectors.get(name)
         rules = rules or self.policy.detectors.get(name) or DetectorPolicy()
-        kwargs: dict[str, Any] = dict(rules.options)
-        if rules.field_map:
-            kwargs["field_map"] = rules.field_map
-        try:
-            return factory(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"detectors.{name}.options: {exc}") from None
+        options = dict(rules.options)
+        if rules.field_map:  # the policy's shorthand for options.field_map
+            if "field_map" in options:
+                raise ConfigError(f"detectors.{name}: give field_map once, not also in options")
+            options["field_map"] = rules.field_map
+        return build_plugin(detectors, name, options, self.context.scoped(name=name))
 
     def detectors(self) -> dict[str, Detector]:
         """The detectors that take webhooks."""
@@ -122,54 +107,42 @@ class Wiring:
         for name, rules in self.policy.sources.items():
             if not rules.enabled:
                 continue
-            factory: Any = sources.get(rules.type)
             detector = self.detector(rules.detector)
-            options = dict(rules.options)
-            default_pattern = getattr(detector, "line_pattern", None)
-            if rules.type == "logfile" and "pattern" not in options and default_pattern:
-                options["pattern"] = default_pattern  # only the lines its detector reads
-            try:
-                source = factory.from_options(
-                    name=name, detector=rules.detector, options=options, context=self.context
-                )
-            except (TypeError, ValueError, KeyError) as exc:
-                raise ConfigError(f"sources.{name}: {type(exc).__name__}: {exc}") from None
+            context = self.context.scoped(name=name, detector=detector)
+            who = f"source {name} ({rules.type})"
+            source = build_plugin(sources, rules.type, rules.options, context, who=who)
             built.append((source, detector, rules.interval_seconds))
         return built
 
     def enrichers(self, db: Database) -> list[Enricher]:
-        """The policy's enrichers: the directory, and lookups wrapped with the cache,
-        quotas, circuit breakers and privacy screen (``pipeline/lookups/``)."""
+        """The policy's enrichers, and its lookups wrapped with the cache, quotas,
+        circuit breakers and privacy screen (``pipeline/lookups/``)."""
         built: list[Enricher] = []
         indicator_lookups: list[Lookup] = []
         for name in self.policy.enrichers:
             options = self.policy.enricher_options.get(name, {})
+            context = self.context.scoped(name=name)
+            who = f"enricher {name}"
             if name in lookups:
-                factory: Any = lookups.get(name)
-                try:
-                    indicator_lookups.append(
-                        factory.from_options(options=options, context=self.context)
-                    )
-                except (TypeError, ValueError, KeyError) as exc:
-                    raise ConfigError(f"enricher_options.{name}: {exc}") from None
-            elif name == "active_directory":
-                built.append(enrichers.get(name)(self.directory))
-            elif name == "static_directory":
-                built.append(enrichers.get(name)(options.get("users", {})))
+                indicator_lookups.append(build_plugin(lookups, name, options, context, who=who))
+            elif name in enrichers:
+                built.append(build_plugin(enrichers, name, options, context, who=who))
             else:
-                enrichers.get(name)  # unknown names: a ConfigError listing the known ones
-                raise ConfigError(f"enricher {name!r} cannot be configured by fido serve")
+                known = ", ".join(sorted({*enrichers.names(), *lookups.names()}))
+                raise ConfigError(f"unknown enricher {name!r} (known: {known})")
         built.extend(lookup_enrichers(indicator_lookups, db=db, policy=self.policy))
         return built
 
     def responders(self) -> dict[str, Responder]:
+        """One responder per name the actions use, with the rule's options (the policy
+        refuses two rules giving one responder different options)."""
         built: dict[str, Responder] = {}
         for rule in self.policy.actions:
-            factory = responders.get(rule.responder)
-            if rule.responder == "ad_disable_account":
-                built[rule.responder] = factory(self.directory)
-            else:
-                built[rule.responder] = factory()
+            if rule.responder not in built:
+                context = self.context.scoped(name=rule.responder)
+                built[rule.responder] = build_plugin(
+                    responders, rule.responder, rule.options, context
+                )
         return built
 
     def labels(self, responders_: dict[str, Responder]) -> dict[str, str]:

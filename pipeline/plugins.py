@@ -1,24 +1,54 @@
 """The contracts integrations implement, and the registries they join by name.
 
 A detector parses payloads, an enricher adds facts about observables, a responder contains
-a threat (and undoes it). Each is a small class registered with a decorator::
+a threat (and undoes it), a source fetches payloads for a detector. Each is a small class
+registered with a decorator, and built in one way (``docs/ARCHITECTURE.md``, Plugins)::
 
-    @enrichers.register("active_directory")
-    class ActiveDirectoryEnricher: ...
+    class ExampleOptions(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid", json_schema_extra={"examples": [{"api_key_env": "EXAMPLE_KEY"}]}
+        )
+        base_url: str = "https://api.example.com"
+        api_key_env: EnvName  # the NAME of the environment variable holding the key
 
-The bot builds instances at start-up from settings and the policy; the pipeline only sees
-the protocols.
+    @lookups.register("example")
+    class ExampleLookup:
+        Options = ExampleOptions
+
+        @classmethod
+        def build(cls, options: ExampleOptions, context: Context) -> ExampleLookup:
+            key = SecretStr(context.secret(options.api_key_env))
+            return cls(http=context.http, base_url=options.base_url, api_key=key)
+
+The bot validates the policy's options against ``Options`` and calls ``build`` for every
+plugin alike (``build_plugin``); the pipeline only sees the instance protocols below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import ConfigError
 from pipeline.observables import Kind, Observables
+from pipeline.plugin_options import describe_errors, option_errors
+
+JSON_TYPES: tuple[str, ...] = ("application/json",)
+
+# An option naming an environment variable (a field ending in ``_env``): secrets never sit
+# in the policy, only the names of the variables that hold them.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class NoOptions(BaseModel):
+    """The options of a plugin that takes none: any key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -38,9 +68,42 @@ class ParsedEvent:
 class Detector(Protocol):
     name: str
 
+    @property
+    def content_types(self) -> tuple[str, ...]:
+        """The Content-Types its webhook accepts (``JSON_TYPES`` for most)."""
+        ...
+
+    @property
+    def line_pattern(self) -> str | None:
+        """A regex picking the lines of a log file it reads: what a ``logfile`` source
+        passes on when its policy names no pattern. None: every line."""
+        ...
+
+    def challenge(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        """The answer to a vendor's ownership check (``GET /webhooks/NAME``), or None when
+        the request is not one (or the vendor makes none)."""
+        ...
+
     def parse(self, body: bytes) -> list[ParsedEvent]:
         """Turn one delivery into events; raise ParseError when it cannot."""
         ...
+
+
+class DetectorBase:
+    """Defaults for detectors: JSON webhooks, every log line, no ownership check, no
+    options, and ``build`` passing each option to the constructor as a keyword."""
+
+    name: str
+    content_types: tuple[str, ...] = JSON_TYPES
+    line_pattern: str | None = None
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def build(cls, options: Any, context: Context) -> Self:
+        return cls(**{key: getattr(options, key) for key in type(options).model_fields})
+
+    def challenge(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        return None
 
 
 # Facts about observables, keyed by ``Observables.key(kind, value)``, e.g.
@@ -84,11 +147,38 @@ class ResponderResult:
     undo_data: dict[str, Any] = field(default_factory=dict)
 
 
+class Impact(StrEnum):
+    """How much a responder's action disturbs: ``high`` asks for more care (two approvers
+    by default, see ``ActionPolicy.two_person``)."""
+
+    low = "low"  # narrow and easily reversed: one session, one log line
+    high = "high"  # locks a person out of everything, or is hard to reverse
+
+
+def person_details(facts: Mapping[str, Any] | None) -> str:
+    """ " (John Doe, Accountant, Finance)": the directory's ``display_name``, ``title`` and
+    ``department`` of a user, for a responder's ``plan``; "" when it knows none of them."""
+    parts = [
+        value.strip()
+        for key in ("display_name", "title", "department")
+        if isinstance(value := (facts or {}).get(key), str) and value.strip()
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 @runtime_checkable
 class Responder(Protocol):
     name: str
     target_kind: Kind
     label: str  # e.g. "disable" → the button reads "Approve: disable alice"
+    reversible: bool  # whether undo can put the target back as it was
+    impact: Impact
+
+    def plan(self, target: str, facts: Mapping[str, Any] | None = None) -> str:
+        """What the confirm dialog says will happen, e.g. "Disable CORP\\\\jdoe (John Doe,
+        Engineering) in Active Directory"; ``facts`` are the directory's about the target
+        (``display_name``, ``department``, ``title``) when known. Never raises."""
+        ...
 
     async def execute(self, target: str) -> ResponderResult:
         """Contain the target; raise ResponderError when it cannot."""
@@ -96,6 +186,18 @@ class Responder(Protocol):
 
     async def undo(self, target: str, undo_data: dict[str, Any]) -> ResponderResult:
         """Reverse a previous execute from the data it returned."""
+        ...
+
+
+@runtime_checkable
+class HoldsContainment(Protocol):
+    """A responder that keeps its containment in force itself, in this process (the
+    OpenVPN session guard ends a user's sessions again whenever they reconnect). At
+    start-up Fido hands it the containments still in force — its own succeeded, not undone
+    actions, as (target, undo_data) — so a restart does not let anyone back in."""
+
+    async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Enforce these again; return how many it holds."""
         ...
 
 
@@ -123,12 +225,43 @@ class Source(Protocol):
         ...
 
 
-@dataclass
-class Context:
-    """What plugins may need at start-up: a shared HTTP client and named secrets."""
+# -- building ------------------------------------------------------------------------------
 
-    http: Any = None  # httpx.AsyncClient
-    environ: Mapping[str, str] = field(default_factory=dict)
+_directory_factory: Callable[[Context], Any] | None = None
+
+
+def provide_directory(factory: Callable[[Context], Any]) -> None:
+    """Install how ``Context.directory`` builds the directory client (done by
+    ``integrations.directory`` when it is imported; the pipeline does not import it)."""
+    global _directory_factory
+    _directory_factory = factory
+
+
+class Context:
+    """What plugins may need when they are built, besides their options.
+
+    ``http``: the shared ``httpx.AsyncClient``. ``environ``: where ``secret`` reads the
+    environment variables the policy names. ``name``: the name the plugin is configured
+    under (a source's key in ``sources:``; else its registered name). ``detector``: for a
+    source, the detector that parses what it fetches. ``directory()``: the one Active
+    Directory client, shared by every plugin built from this context (and its ``scoped``
+    copies), made from the ``FIDO_AD_*`` settings on first use.
+    """
+
+    def __init__(
+        self,
+        http: Any = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        name: str = "",
+        detector: Detector | None = None,
+        directory: Any = None,
+    ) -> None:
+        self.http = http  # httpx.AsyncClient
+        self.environ: Mapping[str, str] = {} if environ is None else environ
+        self.name = name
+        self.detector = detector
+        self._shared: dict[str, Any] = {} if directory is None else {"directory": directory}
 
     def secret(self, name: str) -> str:
         """The value of environment variable ``name``; ConfigError when unset."""
@@ -137,27 +270,63 @@ class Context:
             raise ConfigError(f"{name} is not set (named in the policy)")
         return value
 
+    def directory(self) -> Any:
+        """The shared ``integrations.directory.ActiveDirectory``, built on first use from
+        the ``FIDO_AD_*`` settings in ``environ``; ConfigError naming every one missing."""
+        if "directory" not in self._shared:
+            if _directory_factory is None:
+                raise ConfigError("no directory client is installed (import integrations)")
+            self._shared["directory"] = _directory_factory(self)
+        return self._shared["directory"]
+
+    def source_detector(self) -> Detector:
+        """The detector of the source being built; ConfigError when there is none."""
+        if self.detector is None:
+            raise ConfigError("no detector in the start-up context")
+        return self.detector
+
+    def scoped(self, *, name: str, detector: Detector | None = None) -> Context:
+        """This context for one plugin: its own name and detector, the same client,
+        environment and directory."""
+        other = Context(self.http, self.environ, name=name, detector=detector)
+        other._shared = self._shared
+        return other
+
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Plugin(Protocol[T_co]):
+    """The class side of every plugin: its options model and how to build it from them."""
+
+    @property
+    def Options(self) -> type[BaseModel]:  # a class attribute holding a model
+        """A pydantic model with ``extra="forbid"``; secrets as environment-variable names."""
+        ...
+
+    def build(self, options: Any, context: Context) -> T_co:
+        """The plugin for ``options`` (an ``Options`` instance); raises ConfigError."""
+        ...
 
 
 class Registry(Generic[T]):
-    """Classes (or factories) registered under a unique name."""
+    """Plugin classes registered under a unique name."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._items: dict[str, Callable[..., T]] = {}
+        self._items: dict[str, Plugin[T]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+    def register(self, name: str) -> Callable[[Plugin[T]], Plugin[T]]:
+        def decorator(plugin: Plugin[T]) -> Plugin[T]:
             if name in self._items:
                 raise ConfigError(f"{self.kind} {name!r} is registered twice")
-            self._items[name] = factory
-            return factory
+            self._items[name] = plugin
+            return plugin
 
         return decorator
 
-    def get(self, name: str) -> Callable[..., T]:
+    def get(self, name: str) -> Plugin[T]:
         try:
             return self._items[name]
         except KeyError:
@@ -169,6 +338,47 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+
+def options_model(plugin: Plugin[Any], who: str) -> type[BaseModel]:
+    """The plugin's ``Options`` model; ConfigError when it declares none."""
+    model: object = plugin.Options if hasattr(plugin, "Options") else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ConfigError(f"{who}: declares no Options model")
+    return model
+
+
+def parse_options(plugin: Plugin[Any], options: Mapping[str, Any], who: str) -> BaseModel:
+    """``options`` validated by the plugin's model; ConfigError naming ``who`` and each
+    key that is unknown, missing or wrong."""
+    model = options_model(plugin, who)
+    errors = option_errors(model, options)
+    if errors:
+        raise ConfigError(f"{who}: {describe_errors(errors)}")
+    return model.model_validate(dict(options))
+
+
+def build_plugin(
+    registry: Registry[T],
+    name: str,
+    options: Mapping[str, Any],
+    context: Context,
+    *,
+    who: str | None = None,
+) -> T:
+    """The one way plugins are built: look ``name`` up, validate ``options`` against its
+    ``Options``, call its ``build``. Every ConfigError names the plugin (``who``, by
+    default "<kind> <name>")."""
+    plugin = registry.get(name)
+    who = who or f"{registry.kind} {name}"
+    parsed = parse_options(plugin, options, who)
+    try:
+        return plugin.build(parsed, context)
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith(who):
+            raise
+        raise ConfigError(f"{who}: {message.removeprefix(f'{name}: ')}") from None
 
 
 detectors: Registry[Detector] = Registry("detector")

@@ -219,8 +219,23 @@ class Thresholds(_Strict):
 
 class ActionPolicy(_Strict):
     responder: str
+    # the responder's own settings, checked against its Options model at start-up (secrets
+    # as the names of environment variables); every rule naming a responder gives the same
+    options: dict[str, Any] = Field(default_factory=dict)
     # which users are proposed: those the directory knows (default) or every user named
     require_directory_match: bool = True
+    # who may approve it, besides FIDO_APPROVERS and the policy's approvers: Slack user ids
+    # (U…) and a Slack user group (S…) whose members may approve
+    approvers: list[str] = Field(default_factory=list)
+    approver_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    # high impact: two distinct approvers for every target, never automatic
+    two_person: bool = False
+    auto: bool = True  # may run automatically above thresholds.auto_act (else it asks)
+    dry_run: bool = False  # this action only says what it would have done
+    # past this many automatic runs in an hour the responder asks instead, until reset
+    max_auto_per_hour: int | None = Field(default=None, ge=0)
+    # a containment that is undone by itself after this many hours unless extended
+    expire_after_hours: float | None = Field(default=None, gt=0)
 
 
 def _networks(values: list[str]) -> list[str]:
@@ -326,7 +341,9 @@ class Policy(_Strict):
     allow_privileged_targets: bool = False
     max_auto_actions_per_hour: int = Field(default=5, ge=0)
     dry_run: bool = False
-    # per enricher: what its from_options takes, e.g. {virustotal: {api_key_env: VT_API_KEY}}
+    # an Approve or Deny button older than this is refused: the card may no longer be true
+    button_lifetime_hours: float = Field(default=24, gt=0)
+    # per enricher: its options (its Options model), e.g. {virustotal: {api_key_env: VT_API_KEY}}
     enricher_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     lookups: LookupsPolicy = Field(default_factory=LookupsPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
@@ -335,9 +352,30 @@ class Policy(_Strict):
     # how long a suppression offered after a false-positive close lasts
     suppression_days: int = Field(default=30, ge=1, le=365)
 
+    @field_validator("actions")
+    @classmethod
+    def _one_options_per_responder(cls, actions: list[ActionPolicy]) -> list[ActionPolicy]:
+        """One instance of each responder is built, so its rules cannot disagree on it."""
+        first: dict[str, int] = {}
+        for index, rule in enumerate(actions):
+            earlier = first.setdefault(rule.responder, index)
+            if earlier != index and actions[earlier].options != rule.options:
+                raise ValueError(
+                    f"actions {earlier} and {index} both name {rule.responder} with different "
+                    "options; give the same options (one responder is built per name)"
+                )
+        return actions
+
     def detector(self, name: str) -> DetectorPolicy | None:
         policy = self.detectors.get(name)
         return policy if policy and policy.enabled else None
+
+    def rule(self, responder: str) -> ActionPolicy:
+        """The action rule that names ``responder`` (the first, if several do)."""
+        for rule in self.actions:
+            if rule.responder == responder:
+                return rule
+        return ActionPolicy(responder=responder)
 
     def is_protected(self, account: str) -> bool:
         """True for a protected account, in any of its forms (DOMAIN\\name, name@domain)

@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline.errors import ConfigError
 from pipeline.policy import Policy
+from pipeline.policy_plugins import PluginProblem, plugin_problems
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -58,17 +59,21 @@ class PolicyFileError(ConfigError):
         super().__init__(f"FIDO_CONFIG: {count} in the policy {path}:\n{lines}")
 
 
-def check_policy(path: str | Path) -> list[PolicyProblem]:
-    """Every problem in the policy file at ``path``, in file order; empty when valid."""
-    result = _read(str(path))
+def check_policy(path: str | Path, *, plugins: bool = False) -> list[PolicyProblem]:
+    """Every problem in the policy file at ``path``, in file order; empty when valid.
+
+    ``plugins``: also check the plugins it names, and their options against each one's
+    ``Options`` model (the caller has imported the integrations: ``load_all``)."""
+    result = _read(str(path), plugins=plugins)
     return [] if isinstance(result, Policy) else result
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, *, plugins: bool = False) -> Policy:
     """The policy in the file at ``path``; an empty file gives the built-in defaults.
 
-    Raises ``PolicyFileError`` listing every problem, one per line."""
-    result = _read(str(path))
+    Raises ``PolicyFileError`` listing every problem, one per line (with ``plugins``, the
+    plugins' options too, as ``check_policy``)."""
+    result = _read(str(path), plugins=plugins)
     if isinstance(result, Policy):
         return result
     raise PolicyFileError(str(path), result)
@@ -77,7 +82,7 @@ def load_policy(path: str | Path) -> Policy:
 # -- reading ------------------------------------------------------------------------------
 
 
-def _read(path: str) -> Policy | list[PolicyProblem]:
+def _read(path: str, *, plugins: bool = False) -> Policy | list[PolicyProblem]:
     def problem(message: str, where: str = "", node: Node | None = None) -> PolicyProblem:
         if node is None:
             return PolicyProblem(path, None, None, where, message)
@@ -115,15 +120,18 @@ def _read(path: str) -> Policy | list[PolicyProblem]:
         loader.dispose()
 
     if root is None or data is None:
-        return duplicates or Policy()
-    if not isinstance(data, dict):
+        data = {}
+    if root is not None and not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a single value ({data!r:.40})"
         return [problem(f"the policy must be a mapping of keys to values, not {kind}", "", root)]
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
+        assert root is not None  # an empty file is a valid (default) policy
         found = [_validation_problem(path, root, error) for error in exc.errors()]
         return _in_file_order(duplicates + found)
+    if plugins:
+        duplicates += [_plugin_problem(path, root, problem) for problem in plugin_problems(policy)]
     return _in_file_order(duplicates) if duplicates else policy
 
 
@@ -305,3 +313,20 @@ def _unwrap(kind: Any) -> Any:
         if len(members) == 1:
             return members[0]
     return kind
+
+
+def _plugin_problem(path: str, root: Node | None, problem: PluginProblem) -> PolicyProblem:
+    """A plugin's problem at its place in the file (the file's start for a default the
+    file does not spell out, e.g. the built-in ``enrichers``)."""
+    node = None
+    for loc in (problem.loc, problem.fallback):
+        if root is not None and loc:
+            found = _locate(root, loc, key_for_last=problem.unknown_key)
+            if found is not root:
+                node = found
+                break
+    where = _dotted(problem.loc)
+    if node is None:
+        return PolicyProblem(path, None, None, where, problem.message)
+    mark = node.start_mark
+    return PolicyProblem(path, mark.line + 1, mark.column + 1, where, problem.message)

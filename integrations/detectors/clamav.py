@@ -23,10 +23,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from integrations.detectors.common import SEVERITIES, ObservableBuilder, fingerprint, log_lines
-from integrations.detectors.network import syslog_time, zone
-from pipeline.errors import ConfigError, ParseError
-from pipeline.plugins import ParsedEvent, detectors
+from pydantic import BaseModel, ConfigDict
+
+from integrations.detectors.common import ObservableBuilder, SeverityName, fingerprint, log_lines
+from integrations.detectors.network import TimeZoneName, syslog_time, zone
+from pipeline.errors import ParseError
+from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 
 _CLAMD_TIME = r"(?P<clamd_time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d \d{4}) -> "
 _SYSLOG = (
@@ -42,21 +44,26 @@ _LINE = re.compile(
 _INSTREAM = re.compile(r"^instream\((?P<client>.*?)(?:@\d+)?\)$")
 
 
-def _severity(value: str, detector: str) -> str:
-    if value not in SEVERITIES:
-        raise ConfigError(f"{detector}: severity must be one of {', '.join(SEVERITIES)}")
-    return value
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"severity": "high", "timezone": "Europe/Paris"}]},
+    )
+
+    severity: SeverityName = "high"  # of every detection
+    timezone: TimeZoneName = "UTC"  # of the host that wrote the log
 
 
 @detectors.register("clamav")
-class ClamAVDetector:
+class ClamAVDetector(DetectorBase):
     name = "clamav"
     content_types = ("text/plain",)
     # what a log-file tail passes on when its policy names no pattern: detections only
     line_pattern = r" FOUND$"
+    Options = Options
 
     def __init__(self, *, severity: str = "high", timezone: str = "UTC") -> None:
-        self.severity = _severity(severity, self.name)
+        self.severity = severity
         self.zone = zone(timezone)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:

@@ -26,13 +26,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pipeline.errors import ParseError
 from pipeline.observables import Observables, hash_type
-from pipeline.plugins import ParsedEvent
+from pipeline.plugins import DetectorBase, ParsedEvent
 
-SEVERITIES = ("informational", "low", "medium", "high", "critical")
+# A detector option naming one of Fido's severities.
+SeverityName = Literal["informational", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[str, ...] = get_args(SeverityName)
 _ABSENT = {"", "none", "null", "n/a", "na", "-", "--", "unknown", "(null)"}
 # Windows' built-in and virtual account "domains": never a person to contain
 _VIRTUAL_DOMAINS = (
@@ -301,7 +303,7 @@ def log_lines(body: bytes) -> list[str]:
     return lines
 
 
-class JSONDetector:
+class JSONDetector(DetectorBase):
     """Base for JSON detectors: split a delivery into records, turn each into an event.
 
     ``parse`` accepts a JSON document, a JSON array or JSON Lines. Subclasses implement

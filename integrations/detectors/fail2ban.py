@@ -22,9 +22,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from integrations.detectors.common import (
-    SEVERITIES,
     ObservableBuilder,
+    SeverityName,
     fingerprint,
     json_documents,
     log_lines,
@@ -32,9 +34,9 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
-from integrations.detectors.network import syslog_time, zone
-from pipeline.errors import ConfigError, ParseError
-from pipeline.plugins import ParsedEvent, detectors
+from integrations.detectors.network import TimeZoneName, syslog_time, zone
+from pipeline.errors import ParseError
+from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 
 _BAN = re.compile(
     r"fail2ban\.\w+\s*(?:\[\d+\])?:\s*(?:[A-Z]+\s+)?"
@@ -47,16 +49,25 @@ _TIME = re.compile(
 )
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"severity": "medium", "timezone": "Europe/Paris"}]},
+    )
+
+    severity: SeverityName = "medium"  # of every ban
+    timezone: TimeZoneName = "UTC"  # of fail2ban's host, which logs local time
+
+
 @detectors.register("fail2ban")
-class Fail2banDetector:
+class Fail2banDetector(DetectorBase):
     name = "fail2ban"
     content_types = ("text/plain", "application/json")
     # what a log-file tail passes on when its policy names no pattern: bans (and JSON)
     line_pattern = r"\] (Restore )?Ban |^\s*\{"
+    Options = Options
 
     def __init__(self, *, severity: str = "medium", timezone: str = "UTC") -> None:
-        if severity not in SEVERITIES:
-            raise ConfigError(f"fail2ban: severity must be one of {', '.join(SEVERITIES)}")
         self.severity = severity
         self.zone = zone(timezone)
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from integrations.detectors.common import (
     fingerprint,
     fitted_id,
@@ -28,10 +30,10 @@ from integrations.detectors.common import (
     raw_json,
     within_years,
 )
-from pipeline.errors import ConfigError, ParseError
+from pipeline.errors import ParseError
 from pipeline.models import Severity
 from pipeline.observables import Observables, control_character
-from pipeline.plugins import ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 
 FIELDS = (
     "id",
@@ -111,16 +113,35 @@ def _time(value: Any) -> datetime | None:
     return within_years(moment, value, "occurred_at")
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"field_map": {"user": "actor.name", "title": "rule.name"}}]
+        },
+    )
+
+    # Fido's field → a dotted path in the payload, e.g. {"user": "actor.alternateId"}; the
+    # policy's ``detectors.generic.field_map`` is passed here
+    field_map: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("field_map")
+    @classmethod
+    def _known_fields(cls, field_map: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(field_map) - set(FIELDS))
+        if unknown:
+            raise ValueError(
+                f"names unknown fields: {', '.join(unknown)} (known: {', '.join(FIELDS)})"
+            )
+        return field_map
+
+
 @detectors.register("generic")
-class GenericDetector:
+class GenericDetector(DetectorBase):
     name = "generic"
+    Options = Options
 
     def __init__(self, field_map: Mapping[str, str] | None = None) -> None:
-        unknown = set(field_map or {}) - set(FIELDS)
-        if unknown:
-            raise ConfigError(
-                f"generic: field_map names unknown fields: {', '.join(sorted(unknown))}"
-            )
         self.field_map = dict(field_map or {})
 
     def parse(self, body: bytes) -> list[ParsedEvent]:

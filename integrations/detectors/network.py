@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
 
 from integrations.detectors.common import ObservableBuilder, text
 from pipeline.errors import ConfigError
@@ -74,6 +76,18 @@ def zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {name!r}") from None
+
+
+def _known_zone(name: str) -> str:
+    try:
+        zone(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+# An option naming a time zone ("Europe/Paris", "UTC"), checked when the policy is read.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 def syslog_time(value: str, where: tzinfo) -> datetime:

@@ -28,6 +28,8 @@ import csv
 import re
 from datetime import UTC, datetime
 
+from pydantic import BaseModel, ConfigDict
+
 from integrations.detectors.common import (
     ObservableBuilder,
     fingerprint,
@@ -36,9 +38,16 @@ from integrations.detectors.common import (
     severity,
     timestamp,
 )
-from integrations.detectors.network import add_host, add_url, host_kind, url_host, zone
+from integrations.detectors.network import (
+    TimeZoneName,
+    add_host,
+    add_url,
+    host_kind,
+    url_host,
+    zone,
+)
 from pipeline.errors import ParseError
-from pipeline.plugins import ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 
 # places in the THREAT format (PAN-OS syslog field descriptions)
 RECEIVE_TIME, SERIAL, TYPE, SUBTYPE, GENERATED_TIME = 1, 2, 3, 4, 6
@@ -60,12 +69,21 @@ _THREAT = re.compile(r"^(?P<name>.*?)\s*\((?P<id>\d+)\)$")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"timezone": "Europe/Paris"}]}
+    )
+
+    timezone: TimeZoneName = "UTC"  # of the firewall, which logs local time
+
+
 @detectors.register("panos")
-class PanOSDetector:
+class PanOSDetector(DetectorBase):
     name = "panos"
     content_types = ("text/plain",)
     # what a log-file tail passes on when its policy names no pattern: THREAT logs
     line_pattern = r",THREAT,"
+    Options = Options
 
     def __init__(self, *, timezone: str = "UTC") -> None:
         self.zone = zone(timezone)

@@ -1,4 +1,5 @@
-"""Active Directory over LDAP: users (with nested groups), computers, ``userAccountControl``.
+"""Active Directory over LDAP: users (with nested groups), computers, ``userAccountControl``,
+``pwdLastSet``, and group membership.
 
 Every call runs in a worker thread (``asyncio.to_thread``) on the one shared, bound
 connection (``connection.py``). Every value put into a search filter is escaped with
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from integrations.directory.config import ADConfig
-from integrations.directory.connection import Ldap, SharedConnection
+from integrations.directory.connection import SUCCESS, Ldap, SharedConnection
 from integrations.directory.records import (
     Candidates,
     Group,
@@ -31,14 +32,25 @@ with warnings.catch_warnings():
     warnings.filterwarnings(
         "ignore", message=r"\w+ is deprecated\. Please use \w+ instead", category=DeprecationWarning
     )
+    import ldap3
+    from ldap3.core.exceptions import LDAPInvalidDnError
     from ldap3.utils.conv import escape_filter_chars
+    from ldap3.utils.dn import parse_dn
 
-__all__ = ["ACCOUNTDISABLE", "ADConfig", "ActiveDirectory", "Group", "UserDetails"]
+__all__ = ["ACCOUNTDISABLE", "ADConfig", "ActiveDirectory", "Group", "UserDetails", "is_dn"]
 
 T = TypeVar("T")
 
 ACCOUNTDISABLE = 0x2
 """The ``userAccountControl`` bit that disables an account."""
+
+DONT_EXPIRE_PASSWORD = 0x10000
+"""``userAccountControl``: the password never expires (the DC ignores ``pwdLastSet = 0``)."""
+SMARTCARD_REQUIRED = 0x40000
+"""``userAccountControl``: sign-in by smart card only (the DC ignores ``pwdLastSet = 0``)."""
+MUST_CHANGE_PASSWORD, PASSWORD_SET_NOW = 0, -1
+"""The only values AD accepts in ``pwdLastSet``: 0 sets "must change password at next logon";
+-1 makes the DC store the current time, which clears it (the old time cannot be written back)."""
 
 IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN: transitive membership
 
@@ -60,6 +72,7 @@ USER_ATTRIBUTES = [
     "pwdLastSet",
 ]
 GROUP_ATTRIBUTES = ["cn", "sAMAccountName", "objectSid"]
+GROUP_LOOKUP_ATTRIBUTES = [*GROUP_ATTRIBUTES, "adminCount"]
 COMPUTER_ATTRIBUTES = [
     "cn",
     "sAMAccountName",
@@ -74,6 +87,11 @@ COMPUTER_ATTRIBUTES = [
 _USERS = "(objectCategory=person)(objectClass=user)"
 _COMPUTERS = "(objectCategory=computer)"
 _COMPUTED_UAC = "msDS-User-Account-Control-Computed"
+_GROUPS = "(objectClass=group)"
+# Modify results that mean "already so" (membership is read first, so only when another
+# change wins the race): 16 for deleting a value that is not there; 20 (Samba: 68) for
+# adding one that is.
+NO_SUCH_ATTRIBUTE, VALUE_EXISTS, ENTRY_EXISTS = 16, 20, 68
 
 
 class ActiveDirectory:
@@ -161,6 +179,85 @@ class ActiveDirectory:
             f"writing userAccountControl of {dn!r}",
         )
 
+    async def get_pwd_last_set(self, dn: str) -> int:
+        """``pwdLastSet`` of the user at ``dn`` (FILETIME; 0: must change at next logon)."""
+
+        def op(ldap: Ldap) -> int:
+            entry = ldap.read(dn, ["pwdLastSet"])
+            if "pwdLastSet" not in entry:
+                raise IntegrationError(f"{dn!r} has no pwdLastSet; is it a user?")
+            return int(entry["pwdLastSet"])
+
+        return await self._call(op, f"reading pwdLastSet of {dn!r}")
+
+    async def set_pwd_last_set(self, dn: str, value: int) -> None:
+        """Write ``pwdLastSet`` of the user at ``dn``: ``MUST_CHANGE_PASSWORD`` (0) or
+        ``PASSWORD_SET_NOW`` (-1), the only values AD accepts."""
+        if value not in (MUST_CHANGE_PASSWORD, PASSWORD_SET_NOW):
+            raise ValueError(f"pwdLastSet can only be set to 0 or -1, not {value}")
+        await self._call(
+            lambda ldap: ldap.replace(dn, "pwdLastSet", str(value)),
+            f"writing pwdLastSet of {dn!r}",
+        )
+
+    async def find_group(self, group: str) -> dict[str, Any] | None:
+        """A group by ``sAMAccountName``, or by DN (only under the base DN); None if there is
+        none (a malformed DN names none). ``dn``, ``cn``, ``sAMAccountName``, ``objectSid``
+        (text) and ``adminCount`` (0 when unset)."""
+
+        def op(ldap: Ldap) -> dict[str, Any] | None:
+            if "=" not in group:
+                candidates = [("sAMAccountName", group.strip())]
+                found = self._find(ldap, _GROUPS, candidates, GROUP_LOOKUP_ATTRIBUTES, "groups")
+            else:
+                found = self._group_at(ldap, group.strip())
+            if found is not None:
+                found["adminCount"] = int(found.get("adminCount") or 0)
+            return found
+
+        return await self._call(op, f"looking up group {group!r}")
+
+    async def get_group(self, group: str) -> dict[str, Any]:
+        """Like ``find_group``, but raise NotFoundError when there is no such group."""
+        found = await self.find_group(group)
+        if found is None:
+            raise NotFoundError(f"no group {group!r} in the directory ({self.config.base_dn})")
+        return found
+
+    async def remove_member(self, group_dn: str, member_dn: str) -> bool:
+        """Take ``member_dn`` out of the group's ``member``; False if it was not in it."""
+
+        def op(ldap: Ldap) -> bool:
+            if not _has_member(ldap, group_dn, member_dn):
+                return False
+            change = {"member": [(ldap3.MODIFY_DELETE, [member_dn])]}
+            return _modify(ldap, group_dn, change, also=(NO_SUCH_ATTRIBUTE,)) == SUCCESS
+
+        return await self._call(op, f"removing {member_dn!r} from {group_dn!r}")
+
+    async def add_member(self, group_dn: str, member_dn: str) -> bool:
+        """Put ``member_dn`` into the group's ``member``; False if it was there already.
+        NotFoundError names whichever of the two is missing."""
+
+        def op(ldap: Ldap) -> bool:
+            if _has_member(ldap, group_dn, member_dn):
+                return False
+            ldap.read(member_dn, ["objectClass"])  # NotFoundError naming the member
+            change = {"member": [(ldap3.MODIFY_ADD, [member_dn])]}
+            return _modify(ldap, group_dn, change, also=(VALUE_EXISTS, ENTRY_EXISTS)) == SUCCESS
+
+        return await self._call(op, f"adding {member_dn!r} to {group_dn!r}")
+
+    async def groups_between(self, member_dn: str, group_dn: str) -> list[Group]:
+        """The groups ``member_dn`` is directly in that are in ``group_dn`` themselves
+        (nested at any depth): how it is in the group without being in its ``member``."""
+        member, group = escape_filter_chars(member_dn), escape_filter_chars(group_dn)
+        condition = f"(member={member})(memberOf:{IN_CHAIN}:={group})"
+        return await self._call(
+            lambda ldap: self._groups(ldap, condition),
+            f"reading how {member_dn!r} is in {group_dn!r}",
+        )
+
     # --- everything below runs in a worker thread ---------------------------------------
 
     async def _call(self, op: Callable[[Ldap], T], what: str) -> T:
@@ -181,6 +278,17 @@ class ActiveDirectory:
             if found:
                 return found[0]
         return None
+
+    def _group_at(self, ldap: Ldap, dn: str) -> dict[str, Any] | None:
+        """The group whose DN is ``dn`` (the server compares DNs), if it is under the base."""
+        if not _is_under(dn, self.config.base_dn):
+            return None
+        search = f"(&{_GROUPS}(distinguishedName={escape_filter_chars(dn)}))"
+        try:
+            found = ldap.search(dn, search, GROUP_LOOKUP_ATTRIBUTES, size_limit=2)
+        except NotFoundError:
+            return None
+        return found[0] if len(found) == 1 else None
 
     def _details(self, ldap: Ldap, user: dict[str, Any]) -> UserDetails:
         dn = user["dn"]
@@ -242,3 +350,35 @@ def _display_name(ldap: Ldap, dn: str) -> str | None:
     except NotFoundError:
         return None
     return str(name) if name else None
+
+
+def is_dn(value: str) -> bool:
+    """Whether ``value`` is a well-formed DN (RFC 4514, as ldap3 checks one before use)."""
+    try:
+        parse_dn(value, strip=True)
+    except LDAPInvalidDnError:
+        return False
+    return True
+
+
+def _is_under(dn: str, base: str) -> bool:
+    if not is_dn(dn):
+        return False
+    parts = [(kind.casefold(), value.casefold()) for kind, value, _ in parse_dn(dn, strip=True)]
+    tail = [(kind.casefold(), value.casefold()) for kind, value, _ in parse_dn(base, strip=True)]
+    return len(parts) > len(tail) and parts[-len(tail) :] == tail
+
+
+def _has_member(ldap: Ldap, group_dn: str, member_dn: str) -> bool:
+    """Whether ``member_dn`` is in the group's own ``member`` (the server compares DNs)."""
+    group, member = escape_filter_chars(group_dn), escape_filter_chars(member_dn)
+    search = f"(&{_GROUPS}(distinguishedName={group})(member={member}))"
+    return bool(ldap.search(group_dn, search, ["cn"], size_limit=1))
+
+
+def _modify(ldap: Ldap, dn: str, changes: dict[str, Any], *, also: tuple[int, ...]) -> int:
+    """Apply ``changes`` to ``dn``; the result code: success, or one of ``also``."""
+    conn = ldap._conn  # ``Ldap`` has ``replace`` only; this is its sibling for other changes
+    conn.modify(dn, changes)
+    ldap.check(dn, allowed=(SUCCESS, *also))
+    return int(conn.result["result"])

@@ -17,19 +17,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    option_str,
     raise_for_status,
     send,
 )
-from pipeline.errors import ConfigError, IntegrationError
+from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, lookups
+from pipeline.plugins import Context, EnvName, lookups
 
 VENDOR = "abuseipdb"
 DEFAULT_BASE_URL = "https://api.abuseipdb.com"
@@ -76,12 +75,35 @@ def verdict(
     return "clean"
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"api_key_env": "ABUSEIPDB_API_KEY", "max_age_days": 90}]},
+    )
+
+    api_key_env: EnvName  # the variable holding the API key
+    base_url: str = Field(default=DEFAULT_BASE_URL, min_length=1)
+    max_age_days: int = Field(default=90, ge=1, le=365)  # reports older than this ignored
+    malicious_at: int = Field(default=75, ge=0, le=100)  # confidence score → malicious
+    suspicious_at: int = Field(default=25, ge=0, le=100)  # confidence score → suspicious
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Options:
+        if self.suspicious_at > self.malicious_at:
+            raise ValueError("suspicious_at must not be above malicious_at")
+        return self
+
+
+AbuseIPDBOptions = Options  # the name the methods are annotated with
+
+
 @lookups.register(VENDOR)
 class AbuseIPDBLookup:
     name = VENDOR
     kinds: frozenset[Kind] = frozenset({"ip"})
     provider = VENDOR
     external = True
+    Options = Options
 
     def __init__(
         self,
@@ -93,10 +115,6 @@ class AbuseIPDBLookup:
         malicious_at: int = 75,
         suspicious_at: int = 25,
     ) -> None:
-        if not 1 <= max_age_days <= 365:
-            raise ConfigError(f"{VENDOR}: max_age_days must be between 1 and 365")
-        if not 0 <= suspicious_at <= malicious_at <= 100:
-            raise ConfigError(f"{VENDOR}: need 0 <= suspicious_at <= malicious_at <= 100")
         self.http = http
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -105,15 +123,14 @@ class AbuseIPDBLookup:
         self.suspicious_at = suspicious_at
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> AbuseIPDBLookup:
-        key = context.secret(option_str(options, "api_key_env", vendor=VENDOR))
+    def build(cls, options: AbuseIPDBOptions, context: Context) -> AbuseIPDBLookup:
         return cls(
-            http=http_client(context, vendor=VENDOR),
-            api_key=SecretStr(key),
-            base_url=str(options.get("base_url") or DEFAULT_BASE_URL),
-            max_age_days=int(options.get("max_age_days", 90)),
-            malicious_at=int(options.get("malicious_at", 75)),
-            suspicious_at=int(options.get("suspicious_at", 25)),
+            api_key=SecretStr(context.secret(options.api_key_env)),
+            http=http_client(context),
+            base_url=options.base_url,
+            max_age_days=options.max_age_days,
+            malicious_at=options.malicious_at,
+            suspicious_at=options.suspicious_at,
         )
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:

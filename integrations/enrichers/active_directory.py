@@ -19,7 +19,7 @@ from integrations.directory.ad import ACCOUNTDISABLE, ActiveDirectory
 from integrations.directory.records import Group, UserDetails
 from integrations.directory.values import container_path, filetime_iso
 from pipeline.observables import Observables
-from pipeline.plugins import Facts, enrichers
+from pipeline.plugins import Context, Facts, NoOptions, enrichers
 
 # Relative IDs of the domain's privileged groups (Enterprise and Schema Admins live in the
 # forest root domain; their SIDs end in these RIDs whichever domain a user is in).
@@ -59,9 +59,14 @@ class ActiveDirectoryEnricher:
     """For each user and host observable: ``found``, and when found what AD knows."""
 
     name = "active_directory"
+    Options = NoOptions  # the directory comes from the FIDO_AD_* settings
 
     def __init__(self, directory: ActiveDirectory) -> None:
         self.directory = directory
+
+    @classmethod
+    def build(cls, options: NoOptions, context: Context) -> ActiveDirectoryEnricher:
+        return cls(context.directory())
 
     async def enrich(self, observables: Observables) -> Facts:
         accounts, hosts = observables.of("user"), observables.of("host")

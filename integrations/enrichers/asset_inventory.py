@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ConfigError
 from pipeline.observables import Kind
@@ -184,12 +185,24 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"path": "bot/samples/assets.csv"}]}
+    )
+
+    path: Path  # the CSV or YAML file; read again whenever it changes
+
+
+AssetInventoryOptions = Options  # the name the methods are annotated with
+
+
 @lookups.register(NAME)
 class AssetInventoryLookup:
     name = NAME
     kinds: frozenset[Kind] = frozenset({"host", "ip"})
     provider = NAME
     external = False
+    Options = Options
 
     def __init__(self, *, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -198,11 +211,8 @@ class AssetInventoryLookup:
         self._refresh()
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> AssetInventoryLookup:
-        path = options.get("path")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigError(f"{NAME}: option 'path' is required")
-        return cls(path=path.strip())
+    def build(cls, options: AssetInventoryOptions, context: Context) -> AssetInventoryLookup:
+        return cls(path=options.path)
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:
         value = value.strip()

@@ -18,20 +18,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
     json_body,
-    option_str,
     raise_for_status,
     send,
 )
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, lookups
+from pipeline.plugins import Context, EnvName, lookups
 
 VENDOR = "greynoise"
 DEFAULT_BASE_URL = "https://api.greynoise.io"
@@ -49,12 +48,25 @@ def verdict(*, noise: bool, riot: bool, classification: str | None) -> str:
     return "unknown"
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"api_key_env": "GREYNOISE_API_KEY"}]}
+    )
+
+    api_key_env: EnvName  # the variable holding the Community API key
+    base_url: str = Field(default=DEFAULT_BASE_URL, min_length=1)
+
+
+GreyNoiseOptions = Options  # the name the methods are annotated with
+
+
 @lookups.register(VENDOR)
 class GreyNoiseLookup:
     name = VENDOR
     kinds: frozenset[Kind] = frozenset({"ip"})
     provider = VENDOR
     external = True
+    Options = Options
 
     def __init__(
         self, *, http: httpx.AsyncClient, api_key: SecretStr, base_url: str = DEFAULT_BASE_URL
@@ -64,12 +76,11 @@ class GreyNoiseLookup:
         self.base_url = base_url.rstrip("/")
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> GreyNoiseLookup:
-        key = context.secret(option_str(options, "api_key_env", vendor=VENDOR))
+    def build(cls, options: GreyNoiseOptions, context: Context) -> GreyNoiseLookup:
         return cls(
-            http=http_client(context, vendor=VENDOR),
-            api_key=SecretStr(key),
-            base_url=str(options.get("base_url") or DEFAULT_BASE_URL),
+            api_key=SecretStr(context.secret(options.api_key_env)),
+            http=http_client(context),
+            base_url=options.base_url,
         )
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:

@@ -152,16 +152,8 @@ def epoch_to_iso(value: Any) -> str | None:
         return None
 
 
-def http_client(context: Context, *, vendor: str) -> httpx.AsyncClient:
+def http_client(context: Context) -> httpx.AsyncClient:
     """The shared client from the start-up context; ConfigError when there is none."""
     if not isinstance(context.http, httpx.AsyncClient):
-        raise ConfigError(f"{vendor}: no HTTP client in the start-up context")
+        raise ConfigError("no HTTP client in the start-up context")
     return context.http
-
-
-def option_str(options: Mapping[str, Any], key: str, *, vendor: str) -> str:
-    """A required, non-empty string option; ConfigError naming it otherwise."""
-    value = options.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{vendor}: option {key!r} is required (a non-empty string)")
-    return value.strip()

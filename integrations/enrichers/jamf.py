@@ -29,19 +29,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    option_str,
     raise_for_status,
     send,
 )
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, lookups
+from pipeline.plugins import Context, EnvName, lookups
 
 VENDOR = "jamf"
 SECTIONS = ("GENERAL", "HARDWARE", "OPERATING_SYSTEM", "USER_AND_LOCATION", "DISK_ENCRYPTION")
@@ -53,12 +52,36 @@ def rsql_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "base_url": "https://corp.jamfcloud.com",
+                    "client_id_env": "JAMF_CLIENT_ID",
+                    "client_secret_env": "JAMF_CLIENT_SECRET",
+                }
+            ]
+        },
+    )
+
+    base_url: str = Field(min_length=1)  # e.g. https://corp.jamfcloud.com
+    client_id_env: EnvName  # the variables holding the API client's id and secret
+    client_secret_env: EnvName
+    page_size: int = Field(default=20, ge=1)  # computers asked for per lookup
+
+
+JamfOptions = Options  # the name the methods are annotated with
+
+
 @lookups.register(VENDOR)
 class JamfLookup:
     name = VENDOR
     kinds: frozenset[Kind] = frozenset({"host", "ip"})
     provider = VENDOR
     external = False
+    Options = Options
 
     def __init__(
         self,
@@ -81,17 +104,13 @@ class JamfLookup:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> JamfLookup:
+    def build(cls, options: JamfOptions, context: Context) -> JamfLookup:
         return cls(
-            http=http_client(context, vendor=VENDOR),
-            base_url=option_str(options, "base_url", vendor=VENDOR),
-            client_id=SecretStr(
-                context.secret(option_str(options, "client_id_env", vendor=VENDOR))
-            ),
-            client_secret=SecretStr(
-                context.secret(option_str(options, "client_secret_env", vendor=VENDOR))
-            ),
-            page_size=int(options.get("page_size", 20)),
+            client_id=SecretStr(context.secret(options.client_id_env)),
+            client_secret=SecretStr(context.secret(options.client_secret_env)),
+            http=http_client(context),
+            base_url=options.base_url,
+            page_size=options.page_size,
         )
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:

@@ -28,19 +28,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    option_str,
     raise_for_status,
     send,
 )
-from pipeline.errors import ConfigError, IntegrationError
+from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, lookups
+from pipeline.plugins import Context, EnvName, lookups
 
 VENDOR = "misp"
 TYPES: dict[str, list[str]] = {
@@ -64,11 +63,49 @@ _SEVERITY = {"high": 3, "medium": 2, "low": 1, "undefined": 0}
 _CASELESS = {"hash", "domain"}
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"base_url": "https://misp.corp.example", "api_key_env": "MISP_API_KEY"}]
+        },
+    )
+
+    base_url: str = Field(min_length=1)  # e.g. https://misp.corp.example
+    api_key_env: EnvName  # the variable holding the API key
+    # true, false (labs only), or the path of a PEM bundle of the CA that signed MISP's cert
+    verify_tls: bool | str = True
+    external: bool = False  # true when MISP is run by someone else (privacy rules apply)
+    limit: int = Field(default=200, ge=1)  # attributes asked for per lookup
+    enforce_warninglist: bool = True  # MISP leaves out values on its warning lists
+
+    @field_validator("verify_tls", mode="before")
+    @classmethod
+    def _ca_bundle(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be true, false or the path of a CA bundle")
+        _tls_context(value)
+        return value
+
+
+MispOptions = Options  # the name the methods are annotated with
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot read CA bundle {ca_file!r}: {exc}") from None
+
+
 @lookups.register(VENDOR)
 class MispLookup:
     name = VENDOR
     kinds: frozenset[Kind] = frozenset({"hash", "ip", "domain", "url"})
     provider = VENDOR
+    Options = Options
 
     def __init__(
         self,
@@ -81,8 +118,6 @@ class MispLookup:
         enforce_warninglist: bool = True,
         owns_client: bool = False,
     ) -> None:
-        if limit < 1:
-            raise ConfigError(f"{VENDOR}: limit must be at least 1")
         self.http = http
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -92,29 +127,23 @@ class MispLookup:
         self._owns_client = owns_client
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> MispLookup:
-        key = context.secret(option_str(options, "api_key_env", vendor=VENDOR))
-        base_url = option_str(options, "base_url", vendor=VENDOR)
-        verify = options.get("verify_tls", True)
+    def build(cls, options: MispOptions, context: Context) -> MispLookup:
+        """With ``verify_tls`` other than true, the lookup gets a client of its own."""
+        key = SecretStr(context.secret(options.api_key_env))
+        verify = options.verify_tls
         if verify is True:
-            http, owns = http_client(context, vendor=VENDOR), False
+            http, owns = http_client(context), False
         elif verify is False:
             http, owns = httpx.AsyncClient(verify=False, timeout=10.0), True
-        elif isinstance(verify, str) and verify:
-            try:
-                tls = ssl.create_default_context(cafile=verify)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"{VENDOR}: cannot read CA bundle {verify!r}: {exc}") from None
-            http, owns = httpx.AsyncClient(verify=tls, timeout=10.0), True
         else:
-            raise ConfigError(f"{VENDOR}: verify_tls must be true, false or a CA bundle path")
+            http, owns = httpx.AsyncClient(verify=_tls_context(verify), timeout=10.0), True
         return cls(
             http=http,
-            api_key=SecretStr(key),
-            base_url=base_url,
-            external=bool(options.get("external", False)),
-            limit=int(options.get("limit", 200)),
-            enforce_warninglist=bool(options.get("enforce_warninglist", True)),
+            api_key=key,
+            base_url=options.base_url,
+            external=options.external,
+            limit=options.limit,
+            enforce_warninglist=options.enforce_warninglist,
             owns_client=owns,
         )
 

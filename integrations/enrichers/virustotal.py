@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from integrations.enrichers.httpbase import (
     decode_json,
@@ -34,13 +34,12 @@ from integrations.enrichers.httpbase import (
     expect_mapping,
     http_client,
     json_body,
-    option_str,
     raise_for_status,
     send,
 )
-from pipeline.errors import ConfigError, IntegrationError
+from pipeline.errors import IntegrationError
 from pipeline.observables import Kind, hash_type
-from pipeline.plugins import Context, lookups
+from pipeline.plugins import Context, EnvName, lookups
 
 VENDOR = "virustotal"
 DEFAULT_BASE_URL = "https://www.virustotal.com"
@@ -69,12 +68,26 @@ def verdict(malicious: int, suspicious: int, *, threshold: int = 3) -> str:
     return "clean"
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"api_key_env": "VIRUSTOTAL_API_KEY"}]}
+    )
+
+    api_key_env: EnvName  # the variable holding the API key
+    base_url: str = Field(default=DEFAULT_BASE_URL, min_length=1)
+    malicious_threshold: int = Field(default=3, ge=1)  # engines saying malicious → malicious
+
+
+VirusTotalOptions = Options  # the name the methods are annotated with
+
+
 @lookups.register(VENDOR)
 class VirusTotalLookup:
     name = VENDOR
     kinds: frozenset[Kind] = frozenset({"hash", "ip", "domain", "url"})
     provider = VENDOR
     external = True
+    Options = Options
 
     def __init__(
         self,
@@ -84,21 +97,18 @@ class VirusTotalLookup:
         base_url: str = DEFAULT_BASE_URL,
         malicious_threshold: int = 3,
     ) -> None:
-        if malicious_threshold < 1:
-            raise ConfigError(f"{VENDOR}: malicious_threshold must be at least 1")
         self.http = http
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.malicious_threshold = malicious_threshold
 
     @classmethod
-    def from_options(cls, *, options: Mapping[str, Any], context: Context) -> VirusTotalLookup:
-        key = context.secret(option_str(options, "api_key_env", vendor=VENDOR))
+    def build(cls, options: VirusTotalOptions, context: Context) -> VirusTotalLookup:
         return cls(
-            http=http_client(context, vendor=VENDOR),
-            api_key=SecretStr(key),
-            base_url=str(options.get("base_url") or DEFAULT_BASE_URL),
-            malicious_threshold=int(options.get("malicious_threshold", 3)),
+            api_key=SecretStr(context.secret(options.api_key_env)),
+            http=http_client(context),
+            base_url=options.base_url,
+            malicious_threshold=options.malicious_threshold,
         )
 
     async def lookup(self, kind: Kind, value: str) -> dict[str, Any] | None:

@@ -6,12 +6,20 @@ so every other flag on the account survives. Undo clears the bit only if Fido se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from integrations.directory.ad import ACCOUNTDISABLE, ActiveDirectory
 from pipeline.errors import IntegrationError, NotFoundError, ResponderError
 from pipeline.observables import Kind
-from pipeline.plugins import ResponderResult, responders
+from pipeline.plugins import (
+    Context,
+    Impact,
+    NoOptions,
+    ResponderResult,
+    person_details,
+    responders,
+)
 
 
 @responders.register("ad_disable_account")
@@ -19,9 +27,20 @@ class ADDisableAccount:
     name = "ad_disable_account"
     target_kind: Kind = "user"
     label = "disable"
+    reversible = True
+    # high: the person is locked out of every system that trusts the domain at once
+    impact = Impact.high
+    Options = NoOptions  # the directory comes from the FIDO_AD_* settings
 
     def __init__(self, directory: ActiveDirectory) -> None:
         self.directory = directory
+
+    @classmethod
+    def build(cls, options: NoOptions, context: Context) -> ADDisableAccount:
+        return cls(context.directory())
+
+    def plan(self, target: str, facts: Mapping[str, Any] | None = None) -> str:
+        return f"Disable {target}{person_details(facts)} in Active Directory"
 
     async def execute(self, target: str) -> ResponderResult:
         try:

@@ -24,6 +24,7 @@ import stat
 import string
 import tempfile
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from integrations.openvpn.management import (
 )
 from pipeline.errors import IntegrationError, ResponderError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, ResponderResult, responders
+from pipeline.plugins import Context, Impact, ResponderResult, person_details, responders
 
 # What Fido adds to a client-config file; Undo looks for exactly these bytes.
 FIDO_LINES = b"# disabled by Fido (openvpn_kill_session) until undone in Fido\ndisable\n"
@@ -51,7 +52,18 @@ _NEW_FILE_MODE = 0o644  # OpenVPN reads client-config files after dropping privi
 class Options(BaseModel):
     """The responder's settings, as the policy gives them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "management_port": 7505,
+                    "password_env": "OPENVPN_MANAGEMENT_PASSWORD",
+                    "ccd_dir": "/etc/openvpn/ccd",
+                }
+            ]
+        },
+    )
 
     management_host: str = Field(default="127.0.0.1", min_length=1)
     management_port: int = Field(ge=1, le=65535)
@@ -98,7 +110,9 @@ class OpenVPNKillSession:
     target_kind: Kind = "user"
     label = "end VPN session of"
     reversible = True
-    impact = "ends the user's VPN sessions and keeps them out until undone"
+    # low: it ends one way in (the VPN) and Undo lets the user straight back in; their
+    # account and everything else they use keep working
+    impact = Impact.low
     Options = Options
 
     def __init__(
@@ -138,15 +152,15 @@ class OpenVPNKillSession:
         except InvalidCommonName as exc:
             raise ResponderError(f"Refused to end the VPN sessions of {target!r}: {exc}") from None
 
-    def plan(self, target: str) -> str:
+    def plan(self, target: str, facts: Mapping[str, Any] | None = None) -> str:
         """What the confirm dialog says will happen."""
         try:
             cn = self.common_name_for(target)
         except ResponderError as exc:
             return str(exc)
         return (
-            f"End the VPN sessions of {target} (common name {cn}) on {self.endpoint} "
-            "and keep them out until undone"
+            f"End the VPN sessions of {target}{person_details(facts)} (common name {cn}) "
+            f"on {self.endpoint} and keep them out until undone"
         )
 
     async def execute(self, target: str) -> ResponderResult:
@@ -206,6 +220,22 @@ class OpenVPNKillSession:
         )
         undo_data = {"mode": "guard", "common_name": cn, "already_blocked": already}
         return ResponderResult(summary=summary, undo_data=undo_data)
+
+    async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """After a restart: keep out again the names this responder's guard kept out when
+        Fido stopped (its succeeded actions, not undone). With ``ccd_dir`` the server's
+        own files keep them out, and nothing needs holding."""
+        if self.guard is None:
+            return 0
+        names = [
+            str(data["common_name"])
+            for _, data in held
+            if data.get("mode") == "guard" and data.get("common_name")
+        ]
+        if names:
+            self.guard.restore(names)
+            await self.guard.start()
+        return len(names)
 
     async def undo(self, target: str, undo_data: dict[str, Any]) -> ResponderResult:
         """Let the name in again; the user's client reconnects by itself."""

@@ -43,21 +43,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from integrations.sources.http_retry import (
+    ApiBaseUrl,
+    LookbackHours,
+    PageSize,
     RetryPolicy,
     Watermark,
-    check_base_url,
     iso_timestamp,
     parse_retry_after,
-    positive_int,
     send,
-    source_options,
     vendor_message,
 )
 from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Batch, Context, sources
+from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,6 @@ QUERY_PATH = "/alerts/queries/alerts/v2"
 ENTITIES_PATH = "/alerts/entities/alerts/v2"
 TOKEN_PATH = "/oauth2/token"
 TOKEN_MARGIN = 60.0  # renew this many seconds before the token expires
-_OPTIONS = frozenset(
-    {"base_url", "client_id", "client_secret_env", "page_size", "initial_lookback_hours"}
-)
 
 
 def crowdstrike_retry_after(response: httpx.Response) -> float | None:
@@ -84,9 +81,35 @@ def crowdstrike_retry_after(response: httpx.Response) -> float | None:
     return max(0.0, at - time.time())
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "base_url": "https://api.crowdstrike.com",
+                    "client_id": "0123456789abcdef0123456789abcdef",
+                    "client_secret_env": "FALCON_CLIENT_SECRET",
+                }
+            ]
+        },
+    )
+
+    base_url: ApiBaseUrl = DEFAULT_BASE_URL  # or api.us-2 / api.eu-1 / …
+    client_id: str = Field(min_length=1, pattern=r"\S")  # the API client's id (not secret)
+    client_secret_env: EnvName  # the variable holding the API client's secret
+    page_size: PageSize = 100
+    initial_lookback_hours: LookbackHours = 24.0  # the very first poll only
+
+
+CrowdStrikeOptions = Options  # the name the methods are annotated with
+
+
 @sources.register("crowdstrike_api")
 class CrowdStrikeAlertsSource:
     """Polls Falcon alerts by update time; see the module docstring."""
+
+    Options = Options
 
     def __init__(
         self,
@@ -106,18 +129,12 @@ class CrowdStrikeAlertsSource:
         self.name = name
         self.detector = detector
         if not isinstance(http, httpx.AsyncClient):
-            raise ConfigError(f"sources.{name}: no HTTP client in the start-up context")
+            raise ConfigError("no HTTP client in the start-up context")
         self.http = http
-        if not isinstance(client_id, str) or not client_id.strip():
-            raise ConfigError(f"sources.{name}: client_id is required")
         self.client_id = client_id.strip()
         self._secret = client_secret
-        self.base_url = check_base_url(name, base_url)
-        self.page_size = positive_int(name, "page_size", page_size, maximum=1000)
-        if isinstance(initial_lookback_hours, bool) or not isinstance(
-            initial_lookback_hours, int | float
-        ):
-            raise ConfigError(f"sources.{name}: initial_lookback_hours must be a number")
+        self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
         self.lookback = timedelta(hours=max(0.0, float(initial_lookback_hours)))
         self.retry = retry or RetryPolicy()
         self._clock, self._now = clock, now
@@ -126,30 +143,16 @@ class CrowdStrikeAlertsSource:
         self._token_lock = asyncio.Lock()
 
     @classmethod
-    def from_options(
-        cls,
-        *,
-        name: str,
-        detector: str,
-        options: dict[str, Any],
-        context: Context,
-        retry: RetryPolicy | None = None,
-    ) -> CrowdStrikeAlertsSource:
-        settings, secret = source_options(
-            name,
-            options,
-            allowed=_OPTIONS,
-            secret_env_key="client_secret_env",
-            required={"client_id": "client_id"},
-            environ_secret=context.secret,
-        )
+    def build(cls, options: CrowdStrikeOptions, context: Context) -> CrowdStrikeAlertsSource:
         return cls(
-            name,
-            detector,
+            context.name,
+            context.source_detector().name,
             http=context.http,
-            client_secret=SecretStr(secret),
-            retry=retry,
-            **settings,
+            client_id=options.client_id,
+            client_secret=SecretStr(context.secret(options.client_secret_env)),
+            base_url=options.base_url,
+            page_size=options.page_size,
+            initial_lookback_hours=options.initial_lookback_hours,
         )
 
     def __repr__(self) -> str:

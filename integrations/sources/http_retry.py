@@ -36,9 +36,10 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import AfterValidator, Field
 
 from integrations.retry_after import parse_retry_after  # noqa: F401  (re-exported)
 from pipeline.errors import ConfigError, IntegrationError, RateLimited
@@ -49,48 +50,24 @@ Sleep = Callable[[float], Awaitable[None]]
 RetryAfter = Callable[[httpx.Response], float | None]
 
 
-def source_options(
-    name: str,
-    options: Mapping[str, Any],
-    *,
-    allowed: Iterable[str],
-    secret_env_key: str,
-    required: Mapping[str, str],
-    environ_secret: Callable[[str], str],
-) -> tuple[dict[str, Any], str]:
-    """Check a poller's options; return (the other options, the secret read from the
-    environment variable named by ``secret_env_key``). ``required`` maps each required
-    option to how to describe it in the error."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-    settings = dict(options)
-    secret_env = settings.pop(secret_env_key, None)
-    if not isinstance(secret_env, str) or not secret_env:
-        raise ConfigError(f"sources.{name}: {secret_env_key} is required")
-    for key, what in required.items():
-        if key not in settings:
-            raise ConfigError(f"sources.{name}: {what} is required")
-    return settings, environ_secret(secret_env)
-
-
-def check_base_url(name: str, value: Any) -> str:
-    """A vendor API's base URL: https (plain http only to loopback, for local proxies)."""
+def _api_url(value: str) -> str:
     try:
-        url = httpx.URL(str(value).rstrip("/"))
+        url = httpx.URL(value.rstrip("/"))
     except httpx.InvalidURL:
-        raise ConfigError(f"sources.{name}: base_url is not a URL") from None
+        raise ValueError("is not a URL") from None
     loopback = url.host in ("localhost", "::1") or url.host.startswith("127.")
     if not url.host or (url.scheme != "https" and not (url.scheme == "http" and loopback)):
-        raise ConfigError(f"sources.{name}: base_url must be an https:// URL")
+        raise ValueError("must be an https:// URL")
     return str(url)
 
 
-def positive_int(name: str, key: str, value: Any, *, maximum: int) -> int:
-    """An option that must be a whole number in 1..maximum (ConfigError naming it)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ConfigError(f"sources.{name}: {key} must be a whole number from 1 to {maximum}")
-    return value
+# A vendor API's base URL option: https (plain http only to loopback, for local proxies),
+# without a trailing slash.
+ApiBaseUrl = Annotated[str, AfterValidator(_api_url)]
+# How many items one request asks for: 1 to the vendors' maximum, 1000.
+PageSize = Annotated[int, Field(ge=1, le=1000, strict=True)]
+# How far back the very first poll looks, in hours.
+LookbackHours = Annotated[float, Field(ge=0, strict=True)]
 
 
 def vendor_message(response: httpx.Response, secrets: Iterable[str] = ()) -> str:

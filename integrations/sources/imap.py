@@ -43,20 +43,16 @@ import imaplib
 import logging
 import re
 import ssl
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from integrations.sources.imap_rules import MailRule, describe, payloads_for
-from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Batch, Context, sources
+from integrations.sources.imap_rules import MailRule, RuleOptions, describe, payloads_for
+from pipeline.errors import IntegrationError
+from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = frozenset(
-    "host port tls verify_tls ca_file username password_env folder processed_folder rules "
-    "batch_size max_message_bytes timeout_seconds".split()
-)
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
@@ -191,9 +187,55 @@ def _size(line: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "host": "imap.example.com",
+                    "username": "fido",
+                    "password_env": "FIDO_IMAP_PASSWORD",
+                    "rules": [
+                        {
+                            "sender": "alerts@scanner\\.example\\.com",
+                            "subject": "^\\[(?P<severity>\\w+)\\] (?P<title>.+)$",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    host: str = Field(min_length=1, pattern=r"\S")
+    port: int | None = Field(default=None, ge=1, le=65535, strict=True)  # 993 / 143
+    tls: Literal["ssl", "starttls", "none"] = "ssl"
+    verify_tls: bool = True  # false: labs only
+    ca_file: str | None = None  # PEM bundle of the server's CA (default: the system's)
+    username: str = Field(min_length=1, pattern=r"\S")
+    password_env: EnvName  # the variable holding the mailbox password
+    folder: str = Field(default="INBOX", min_length=1, pattern=r"\S")
+    processed_folder: str = Field(default="Fido/Processed", min_length=1)  # created if missing
+    rules: list[RuleOptions] = Field(min_length=1)  # the first that matches a message wins
+    batch_size: int = Field(default=50, ge=1, strict=True)  # messages per fetch
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1, strict=True)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _two_folders(self) -> Options:
+        if self.processed_folder == self.folder:
+            raise ValueError("processed_folder must be another folder than folder")
+        return self
+
+
+IMAPOptions = Options  # the name the methods are annotated with
+
+
 @sources.register("imap")
 class IMAPSource:
     """Reads alert mail from an IMAP folder; see the module docstring."""
+
+    Options = Options
 
     def __init__(
         self,
@@ -215,19 +257,6 @@ class IMAPSource:
         timeout_seconds: float = 30.0,
     ) -> None:
         self.name, self.detector = name, detector
-        if not rules:
-            raise ConfigError(f"sources.{name}: rules must list at least one rule")
-        if tls not in ("none", "starttls", "ssl"):
-            raise ConfigError(f"sources.{name}: tls must be none, starttls or ssl")
-        for key, text in (("host", host), ("username", username), ("folder", folder)):
-            if not isinstance(text, str) or not text.strip():
-                raise ConfigError(f"sources.{name}: {key} is required")
-        if not isinstance(processed_folder, str) or processed_folder in ("", folder):
-            raise ConfigError(f"sources.{name}: processed_folder must be another folder")
-        numbers = {"batch_size": batch_size, "max_message_bytes": max_message_bytes}
-        for key, value in (numbers | {"port": 1 if port is None else port}).items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"sources.{name}: {key} must be a positive whole number")
         self.host, self.tls, self.verify_tls, self.ca_file = host, tls, bool(verify_tls), ca_file
         self.port = port or (993 if tls == "ssl" else 143)
         self.username, self.password, self.rules = username, password, rules
@@ -238,25 +267,14 @@ class IMAPSource:
             log.warning("sources.%s: IMAP without TLS sends the password in clear", name)
 
     @classmethod
-    def from_options(
-        cls, *, name: str, detector: str, options: dict[str, Any], context: Context
-    ) -> IMAPSource:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-        missing = [key for key in ("host", "username") if key not in options]
-        if missing:
-            raise ConfigError(f"sources.{name}: options.{missing[0]} is required")
-        settings = dict(options)
-        password_env = settings.pop("password_env", None)
-        if not isinstance(password_env, str) or not password_env:
-            raise ConfigError(f"sources.{name}: password_env is required")
-        rules = settings.pop("rules", None)
-        if not isinstance(rules, list) or not rules:
-            raise ConfigError(f"sources.{name}: rules must list at least one rule")
-        built = [MailRule.from_option(name, i, rule) for i, rule in enumerate(rules)]
-        password = SecretStr(context.secret(password_env))
-        return cls(name, detector, password=password, rules=built, **settings)
+    def build(cls, options: IMAPOptions, context: Context) -> IMAPSource:
+        return cls(
+            context.name,
+            context.source_detector().name,
+            password=SecretStr(context.secret(options.password_env)),
+            rules=[MailRule.from_options(rule) for rule in options.rules],
+            **options.model_dump(exclude={"password_env", "rules"}),
+        )
 
     def __repr__(self) -> str:
         return f"IMAPSource({self.name!r}, {self.username!r}@{self.host}:{self.port})"

@@ -23,22 +23,34 @@ from email import message_from_bytes, policy
 from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pipeline.errors import ConfigError
-
-_RULE_KEYS = frozenset({"sender", "subject", "body", "attachment_json"})
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
-def _regex(source: str, where: str, value: Any, flags: int = 0) -> re.Pattern[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"sources.{source}: {where} must be a non-empty regex")
-    try:
-        return re.compile(value, flags)
-    except re.error as exc:
-        raise ConfigError(f"sources.{source}: {where} is not a valid regex: {exc}") from None
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        if not value:
+            raise ValueError("must be a non-empty regex")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regex: {exc}") from None
+    return value
+
+
+Regex = Annotated[str | None, AfterValidator(_regex)]
+
+
+class RuleOptions(BaseModel):
+    """One rule as the policy gives it (``sources.NAME.options.rules``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sender: Annotated[str, AfterValidator(_regex)]  # searched in From, ignoring case
+    subject: Regex = None
+    body: Regex = None  # multi-line: ^ and $ match at each line
+    attachment_json: bool = Field(default=False, strict=True)
 
 
 @dataclass(frozen=True)
@@ -51,24 +63,12 @@ class MailRule:
     attachment_json: bool = False
 
     @classmethod
-    def from_option(cls, source: str, index: int, value: Any) -> MailRule:
-        where = f"rules[{index}]"
-        if not isinstance(value, dict):
-            raise ConfigError(f"sources.{source}: {where} must be a mapping")
-        unknown = sorted(set(value) - _RULE_KEYS)
-        if unknown:
-            raise ConfigError(f"sources.{source}: {where}: unknown keys: {', '.join(unknown)}")
-        sender = _regex(source, f"{where}.sender", value.get("sender"), re.IGNORECASE)
-        if sender is None:
-            raise ConfigError(f"sources.{source}: {where}.sender is required")
-        attachment_json = value.get("attachment_json", False)
-        if not isinstance(attachment_json, bool):
-            raise ConfigError(f"sources.{source}: {where}.attachment_json must be true or false")
+    def from_options(cls, rule: RuleOptions) -> MailRule:
         return cls(
-            sender=sender,
-            subject=_regex(source, f"{where}.subject", value.get("subject")),
-            body=_regex(source, f"{where}.body", value.get("body"), re.MULTILINE),
-            attachment_json=attachment_json,
+            sender=re.compile(rule.sender, re.IGNORECASE),
+            subject=re.compile(rule.subject) if rule.subject is not None else None,
+            body=re.compile(rule.body, re.MULTILINE) if rule.body is not None else None,
+            attachment_json=rule.attachment_json,
         )
 
     def payloads(self, message: EmailMessage) -> list[bytes] | None:

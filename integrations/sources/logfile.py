@@ -42,9 +42,10 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from pipeline.errors import ConfigError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
 from pipeline.plugins import Batch, Context, sources
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 1024  # how much of the file's start identifies it
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is passed on in pieces of this size
 MAX_FETCH_BYTES = 16 << 20  # one fetch reads at most this much, then asks to be called again
-_OPTIONS = frozenset({"path", "pattern", "as_json", "max_lines", "encoding"})
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,50 @@ class _Read:
     more: bool = False
 
 
+def _regex(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+    return pattern
+
+
+def _encoding(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {name!r}") from None
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"path": "/var/log/suricata/eve.json"}]}
+    )
+
+    path: Path  # the file to tail
+    # a regex picking the lines passed on (default: the detector's own, e.g. clamav's
+    # " FOUND$"; every line for a detector without one)
+    pattern: Annotated[str | None, AfterValidator(_regex)] = None
+    as_json: bool = False  # pass the pattern's named groups on as a JSON object
+    max_lines: int = Field(default=1000, ge=1)  # per fetch
+    encoding: Annotated[str, AfterValidator(_encoding)] = "utf-8"
+
+    @model_validator(mode="after")
+    def _named_groups(self) -> Options:
+        if self.as_json and (self.pattern is None or not re.compile(self.pattern).groupindex):
+            raise ValueError("as_json needs a pattern with named groups")
+        return self
+
+
+LogFileOptions = Options  # the name the methods are annotated with
+
+
 @sources.register("logfile")
 class LogFileSource:
     """Tails ``path``; see the module docstring for the cursor, rotation and truncation."""
+
+    Options = Options
 
     def __init__(
         self,
@@ -137,33 +178,24 @@ class LogFileSource:
         self.name = name
         self.detector = detector
         self.path = Path(path)
-        try:
-            self.pattern = re.compile(pattern) if pattern is not None else None
-        except (re.error, TypeError) as exc:
-            raise ConfigError(
-                f"sources.{name}: pattern is not a regular expression: {exc}"
-            ) from None
-        if as_json and (self.pattern is None or not self.pattern.groupindex):
-            raise ConfigError(f"sources.{name}: as_json needs a pattern with named groups")
-        self.as_json = bool(as_json)
-        if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
-            raise ConfigError(f"sources.{name}: max_lines must be a positive whole number")
+        self.pattern = re.compile(pattern) if pattern is not None else None
+        self.as_json = as_json
         self.max_lines = max_lines
-        try:
-            self.encoding = codecs.lookup(encoding).name
-        except (LookupError, TypeError):
-            raise ConfigError(f"sources.{name}: unknown encoding {encoding!r}") from None
+        self.encoding = codecs.lookup(encoding).name
 
     @classmethod
-    def from_options(
-        cls, *, name: str, detector: str, options: dict[str, Any], context: Context
-    ) -> LogFileSource:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-        if not options.get("path"):
-            raise ConfigError(f"sources.{name}: options.path is required")
-        return cls(name, detector, **options)
+    def build(cls, options: LogFileOptions, context: Context) -> LogFileSource:
+        """Without a pattern of its own, the tail passes on the lines its detector reads."""
+        detector = context.source_detector()
+        return cls(
+            context.name,
+            detector.name,
+            path=options.path,
+            pattern=options.pattern if options.pattern is not None else detector.line_pattern,
+            as_json=options.as_json,
+            max_lines=options.max_lines,
+            encoding=options.encoding,
+        )
 
     async def fetch(self, cursor: dict[str, Any]) -> Batch:
         read = await asyncio.to_thread(self._read, Position.from_cursor(cursor))

@@ -35,25 +35,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from integrations.sources.http_retry import (
+    ApiBaseUrl,
+    LookbackHours,
+    PageSize,
     RetryPolicy,
     Watermark,
-    check_base_url,
     iso_timestamp,
-    positive_int,
     send,
-    source_options,
     vendor_message,
 )
 from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Batch, Context, sources
+from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
 
 THREATS_PATH = "/web/api/v2.1/threats"
-_OPTIONS = frozenset({"base_url", "api_token_env", "page_size", "initial_lookback_hours"})
 
 
 def updated_at(threat: dict[str, Any]) -> Any:
@@ -65,9 +64,30 @@ def updated_at(threat: dict[str, Any]) -> Any:
     return threat.get("updatedAt")
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"base_url": "https://usea1-acme.sentinelone.net", "api_token_env": "S1_API_TOKEN"}
+            ]
+        },
+    )
+
+    base_url: ApiBaseUrl  # the console URL
+    api_token_env: EnvName  # the variable holding a service user's API token
+    page_size: PageSize = 100
+    initial_lookback_hours: LookbackHours = 24.0  # the very first poll only
+
+
+SentinelOneOptions = Options  # the name the methods are annotated with
+
+
 @sources.register("sentinelone_api")
 class SentinelOneThreatsSource:
     """Polls SentinelOne threats by update time; see the module docstring."""
+
+    Options = Options
 
     def __init__(
         self,
@@ -85,39 +105,25 @@ class SentinelOneThreatsSource:
         self.name = name
         self.detector = detector
         if not isinstance(http, httpx.AsyncClient):
-            raise ConfigError(f"sources.{name}: no HTTP client in the start-up context")
+            raise ConfigError("no HTTP client in the start-up context")
         self.http = http
-        self.base_url = check_base_url(name, base_url)
+        self.base_url = base_url.rstrip("/")
         self._token = api_token
-        self.page_size = positive_int(name, "page_size", page_size, maximum=1000)
-        if isinstance(initial_lookback_hours, bool) or not isinstance(
-            initial_lookback_hours, int | float
-        ):
-            raise ConfigError(f"sources.{name}: initial_lookback_hours must be a number")
+        self.page_size = page_size
         self.lookback = timedelta(hours=max(0.0, float(initial_lookback_hours)))
         self.retry = retry or RetryPolicy()
         self._now = now
 
     @classmethod
-    def from_options(
-        cls,
-        *,
-        name: str,
-        detector: str,
-        options: dict[str, Any],
-        context: Context,
-        retry: RetryPolicy | None = None,
-    ) -> SentinelOneThreatsSource:
-        settings, token = source_options(
-            name,
-            options,
-            allowed=_OPTIONS,
-            secret_env_key="api_token_env",
-            required={"base_url": "base_url (the console URL)"},
-            environ_secret=context.secret,
-        )
+    def build(cls, options: SentinelOneOptions, context: Context) -> SentinelOneThreatsSource:
         return cls(
-            name, detector, http=context.http, api_token=SecretStr(token), retry=retry, **settings
+            context.name,
+            context.source_detector().name,
+            http=context.http,
+            base_url=options.base_url,
+            api_token=SecretStr(context.secret(options.api_token_env)),
+            page_size=options.page_size,
+            initial_lookback_hours=options.initial_lookback_hours,
         )
 
     def __repr__(self) -> str:

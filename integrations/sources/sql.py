@@ -39,24 +39,83 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Batch, Context, sources
+from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = frozenset({"url", "url_env", "query", "cursor_column", "initial_cursor", "batch_size"})
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+
+
+def _query(query: str) -> str:
+    missing = {"cursor", "limit"} - set(text(query).compile().params)
+    if missing:
+        names = ", ".join(f":{m}" for m in sorted(missing))
+        raise ValueError(f"must use the bound parameters {names}")
+    return query
+
+
+def _database_url(url: str | URL) -> URL:
+    """A SQLAlchemy URL, with psycopg 3 as the PostgreSQL driver; ValueError when not one."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise ValueError("is not a database URL") from None
+    return parsed.set(drivername=_DRIVERS.get(parsed.drivername, parsed.drivername))
+
+
+def _checked_url(url: str | None) -> str | None:
+    if url is not None:
+        _database_url(url)
+    return url
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url_env": "IDS_DATABASE_URL",
+                    "query": "SELECT id, title FROM alerts WHERE id > :cursor"
+                    " ORDER BY id LIMIT :limit",
+                    "cursor_column": "id",
+                    "initial_cursor": 0,
+                }
+            ]
+        },
+    )
+
+    # exactly one of: the URL, or the variable holding it (when it carries a password)
+    url: Annotated[str | None, AfterValidator(_checked_url)] = None
+    url_env: EnvName | None = None
+    query: Annotated[str, Field(min_length=1), AfterValidator(_query)]
+    cursor_column: str = Field(min_length=1)  # the column the query orders by
+    initial_cursor: Any = None  # :cursor before the first row (NULL when unset)
+    batch_size: int = Field(default=500, ge=1)  # :limit
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Options:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+
+SQLOptions = Options  # the name the methods are annotated with
 
 
 @sources.register("sql")
 class SQLSource:
     """Polls a table with a query bound to the last cursor value; see the module docstring."""
+
+    Options = Options
 
     def __init__(
         self,
@@ -72,44 +131,29 @@ class SQLSource:
         self.name = name
         self.detector = detector
         try:
-            parsed = make_url(url)
-        except (ArgumentError, ValueError, TypeError):
-            raise ConfigError(f"sources.{name}: url is not a database URL") from None
-        self.url = parsed.set(drivername=_DRIVERS.get(parsed.drivername, parsed.drivername))
+            self.url = _database_url(url)
+        except ValueError:
+            raise ConfigError("url is not a database URL") from None
         self.safe_url = self.url.render_as_string(hide_password=True)
-        if not isinstance(query, str) or not query.strip():
-            raise ConfigError(f"sources.{name}: query is required")
         self.query = text(query)
-        missing = {"cursor", "limit"} - set(self.query.compile().params)
-        if missing:
-            names = ", ".join(f":{m}" for m in sorted(missing))
-            raise ConfigError(f"sources.{name}: the query must use the bound parameters {names}")
-        if not isinstance(cursor_column, str) or not cursor_column:
-            raise ConfigError(f"sources.{name}: cursor_column is required")
         self.cursor_column = cursor_column
         self.initial_cursor = initial_cursor
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"sources.{name}: batch_size must be a positive whole number")
         self.batch_size = batch_size
         self._engine: Engine | None = None
 
     @classmethod
-    def from_options(
-        cls, *, name: str, detector: str, options: dict[str, Any], context: Context
-    ) -> SQLSource:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"sources.{name}: unknown options: {', '.join(unknown)}")
-        settings = dict(options)
-        url_env = settings.pop("url_env", None)
-        if (url_env is None) == ("url" not in settings):
-            raise ConfigError(f"sources.{name}: give exactly one of url and url_env")
-        if url_env is not None:
-            settings["url"] = context.secret(str(url_env))
-        for required in ("query", "cursor_column"):
-            if required not in settings:
-                raise ConfigError(f"sources.{name}: options.{required} is required")
-        return cls(name, detector, **settings)
+    def build(cls, options: SQLOptions, context: Context) -> SQLSource:
+        url = options.url if options.url_env is None else context.secret(options.url_env)
+        assert url is not None  # the options hold exactly one of them
+        return cls(
+            context.name,
+            context.source_detector().name,
+            url=url,
+            query=options.query,
+            cursor_column=options.cursor_column,
+            initial_cursor=options.initial_cursor,
+            batch_size=options.batch_size,
+        )
 
     def __repr__(self) -> str:
         return f"SQLSource({self.name!r}, {self.detector!r}, url={self.safe_url!r})"

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from pipeline.plugins import detectors
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "fido.example.yml"
 
@@ -47,6 +48,7 @@ def test_a_valid_policy_prints_a_summary_and_exit_0(tmp_path: Path) -> None:
     path.write_text(
         "detectors: {generic: {}, okta: {token_env: OKTA_TOKEN}, suricata: {}}\n"
         "enrichers: [active_directory, virustotal]\n"
+        "enricher_options: {virustotal: {api_key_env: VT_API_KEY}}\n"
         "thresholds: {ask_approval: 80, auto_act: 95}\n"
         "suppressions:\n"
         "  - match: {host: scanner01}\n"
@@ -99,3 +101,51 @@ def test_the_example_policy_checks_clean() -> None:
     done = check(str(EXAMPLE))
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith(f"{EXAMPLE}: valid — ")
+
+
+def test_plugin_options_are_checked_at_their_place(tmp_path: Path) -> None:
+    path = tmp_path / "fido.yml"
+    path.write_text(
+        "detectors:\n"  # 1
+        "  panos: {options: {timezone: Mars/Olympus}}\n"  # 2
+        "  nosuch: {}\n"  # 3
+        "sources:\n"  # 4
+        "  tail: {type: logfile, detector: clamav, options: {path: /x, colour: red}}\n"  # 5
+        "enrichers: [active_directory, virustotal]\n"  # 6
+        "actions:\n"  # 7
+        "  - responder: openvpn_kill_session\n"  # 8
+        "    options:\n"  # 9
+        "      managment_port: 7505\n"  # 10
+        "      password_env: not a name\n"  # 11
+    )
+    done = check(str(path))
+    assert done.exit_code == 1
+    assert done.stdout.splitlines() == [
+        f"{path}:2:31: detectors.panos.options.timezone: detector panos: option 'timezone':"
+        " unknown time zone 'Mars/Olympus'",
+        f"{path}:3:3: detectors.nosuch: unknown detector 'nosuch' (known:"
+        f" {', '.join(detectors.names())})",  # the built-in ones, and any a test registered
+        f"{path}:5:63: sources.tail.options.colour: source tail (logfile): unknown option 'colour'",
+        f"{path}:6:31: enrichers.1: enricher virustotal: option 'api_key_env' is required",
+        f"{path}:9:5: actions.0.options.management_port: responder openvpn_kill_session: option"
+        " 'management_port' is required",
+        f"{path}:10:7: actions.0.options.managment_port: responder openvpn_kill_session: unknown"
+        " option 'managment_port', did you mean 'management_port'?",
+        f"{path}:11:21: actions.0.options.password_env: responder openvpn_kill_session: option"
+        " 'password_env': String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'",
+    ]
+
+
+def test_the_same_responder_with_other_options_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fido.yml"
+    path.write_text(
+        "actions:\n"
+        "  - {responder: log_only, options: {target_kind: user}}\n"
+        "  - {responder: log_only, options: {target_kind: host}}\n"
+    )
+    done = check(str(path))
+    assert done.exit_code == 1
+    assert done.stdout == (
+        f"{path}:1:1: actions: actions 0 and 1 both name log_only with different options;"
+        " give the same options (one responder is built per name)\n"
+    )

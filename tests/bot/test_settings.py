@@ -7,15 +7,18 @@ from pathlib import Path
 import pytest
 
 from bot.settings import ENV_NAMES, Settings
+from integrations.directory import config as directory
 from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_env_example_lists_every_setting_with_a_comment() -> None:
+    """Fido's own settings and those beside the integrations (the directory's FIDO_AD_*)."""
     lines = (ROOT / ".env.example").read_text().splitlines()
     names = [m.group(1) for line in lines if (m := re.match(r"^([A-Z_]+)=", line))]
-    assert sorted(names) == ENV_NAMES
+    assert sorted(names) == sorted(ENV_NAMES + directory.ENV_NAMES)
+    assert "FIDO_AD_URL" in directory.ENV_NAMES and "FIDO_AD_URL" not in ENV_NAMES
     for index, line in enumerate(lines):
         if re.match(r"^[A-Z_]+=", line):
             above = lines[index - 1]
@@ -28,10 +31,14 @@ def test_secrets_never_appear_in_repr_or_logs(
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
     monkeypatch.setenv("FIDO_AD_PASSWORD", "hunter2-secret")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    ad = directory.ADConfig(  # type: ignore[call-arg]
+        _env_file=None, url="ldaps://dc", bind_dn="CN=fido", base_dn="DC=corp"
+    )
     with caplog.at_level(logging.DEBUG):
-        logging.getLogger("test").info("settings: %s %r", settings, settings)
+        logging.getLogger("test").info("settings: %s %r %s %r", settings, settings, ad, ad)
     assert "very-secret" not in caplog.text + repr(settings) + str(settings)
-    assert "hunter2" not in caplog.text + repr(settings)
+    assert "hunter2" not in caplog.text + repr(settings) + repr(ad) + str(ad)
+    assert ad.password.get_secret_value() == "hunter2-secret"  # read from FIDO_AD_PASSWORD
     assert settings.slack_bot_token is not None
     assert settings.slack_bot_token.get_secret_value() == "xoxb-very-secret"
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from integrations.detectors.generic import GenericDetector
 from pipeline.errors import ConfigError, ParseError
+from pipeline.plugins import Context, build_plugin, detectors
 
 
 def parse(obj: object, **kw: object) -> list:
@@ -66,8 +67,9 @@ def test_lists_and_field_map() -> None:
 
 
 def test_unknown_field_in_map_is_a_config_error() -> None:
-    with pytest.raises(ConfigError):
-        GenericDetector(field_map={"nonsense": "a.b"})
+    options = {"field_map": {"nonsense": "a.b"}}
+    with pytest.raises(ConfigError, match="^detector generic: option 'field_map': names unknown"):
+        build_plugin(detectors, "generic", options, Context())
 
 
 def test_json_lines_give_one_event_per_line() -> None:

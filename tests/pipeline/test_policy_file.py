@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.policy import Policy, Scoring
+from pipeline.policy import ActionPolicy, Policy, Scoring
 from pipeline.policy import load_policy as load_from_settings
 from pipeline.policy_file import PolicyFileError, PolicyProblem, check_policy, load_policy
 
@@ -86,7 +86,7 @@ def test_unknown_keys_list_what_each_model_accepts(tmp_path: Path) -> None:
         "    interval: 5\n"  # 6: in a dict[str, SourcePolicy]
         "actions:\n"  # 7
         "  - responder: log_only\n"  # 8
-        "    dry: true\n"  # 9: in a list[ActionPolicy]
+        "    colour: red\n"  # 9: in a list[ActionPolicy]
         "lookups:\n"  # 10
         "  providers:\n"  # 11
         "    virustotal: {per_hour: 3}\n"  # 12: in a dict inside a model
@@ -97,7 +97,9 @@ def test_unknown_keys_list_what_each_model_accepts(tmp_path: Path) -> None:
     assert found[1:] == [
         "6:5: sources.eve.interval: unknown key, did you mean 'interval_seconds'? (expected"
         " one of: type, detector, interval_seconds, enabled, options)",
-        "9:5: actions.0.dry: unknown key (expected one of: responder, require_directory_match)",
+        "9:5: actions.0.colour: unknown key (expected one of: "
+        + ", ".join(ActionPolicy.model_fields)
+        + ")",
         "12:18: lookups.providers.virustotal.per_hour: unknown key (expected one of:"
         " per_minute, per_day, breaker_failures, breaker_cooldown_seconds)",
     ]

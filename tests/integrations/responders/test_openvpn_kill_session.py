@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from integrations.responders.openvpn_kill_session import FIDO_LINES, OpenVPNKillSession
 from pipeline.errors import ConfigError, ResponderError
-from pipeline.plugins import Context, Responder, responders
+from pipeline.plugins import Context, HoldsContainment, Impact, Responder, responders
 from tests.fixtures import openvpn as fixtures
 from tests.fixtures.openvpn import (
     OpenVPNClient,
@@ -101,8 +101,9 @@ def test_registered_with_its_options_and_metadata(openvpn: OpenVPNServer) -> Non
     assert isinstance(responder, Responder)
     assert (responder.target_kind, responder.label) == ("user", "end VPN session of")
     assert OpenVPNKillSession.reversible is True
-    assert (
-        OpenVPNKillSession.impact == "ends the user's VPN sessions and keeps them out until undone"
+    assert OpenVPNKillSession.impact is Impact.low  # one way in, and Undo lets them back
+    assert responder.plan("jdoe", {"display_name": "John Doe", "department": "Eng"}).startswith(
+        "End the VPN sessions of jdoe (John Doe, Eng) (common name jdoe)"
     )
     assert responder.guard is None  # a client-config-dir needs no guard
     assert build(openvpn, ccd_dir=None).guard is not None
@@ -426,3 +427,26 @@ async def test_guard_ends_a_reconnecting_session_again_until_undone(
         kills = ended_by_kill(openvpn, "guard-jdoe")
         await throughout(lambda: bool(openvpn.established("guard-jdoe")), 2, "ended again")
         assert ended_by_kill(openvpn, "guard-jdoe") == kills
+
+
+async def test_a_restarted_fido_holds_the_guards_containments_again(
+    openvpn: OpenVPNServer,
+) -> None:
+    """Guard mode keeps people out from Fido's own process: after a restart the new
+    responder is handed the containments still in force and ends the sessions again."""
+    (jdoe,) = await connect_all(openvpn, "held-jdoe")
+    async with guarded(openvpn) as before:
+        done = await before.execute("held-jdoe")
+    # the first Fido stopped (its guard with it): the client gets back in
+    await eventually(lambda: bool(openvpn.established("held-jdoe")), 20, "not back in")
+    assert isinstance(before, HoldsContainment)
+    async with guarded(openvpn) as after:  # a new process, as after a restart
+        assert await after.hold([("held-jdoe", done.undo_data), ("x", {"mode": "ccd"})]) == 1
+        guard = after.guard
+        assert guard is not None and guard.blocked == {"held-jdoe"}
+        # the guard holds the one management connection: its own count says it ended it
+        await eventually(lambda: guard.rekills >= 1, 15, "not ended again")
+        await after.undo("held-jdoe", done.undo_data)
+    await eventually(lambda: ended_by_kill(openvpn, "held-jdoe") >= 2, 5, "log: no kills")
+    assert await build(openvpn).hold([("held-jdoe", done.undo_data)]) == 0  # ccd_dir mode
+    assert jdoe.running

@@ -9,7 +9,7 @@ import pytest
 
 from integrations.detectors.zeek import ZeekDetector
 from pipeline.errors import ConfigError, ParseError
-from pipeline.plugins import detectors
+from pipeline.plugins import Context, build_plugin, detectors
 from tests.integrations.detectors.network.expect import payload, summary
 
 MHR_SHA1 = "84c82835a5d21bbcf75a61706d8ab549e8bd9d53"
@@ -163,10 +163,18 @@ def test_what_is_no_notice_is_a_parse_error(body: bytes, reason: str) -> None:
 
 
 def test_a_wrong_severity_in_the_policy_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="zeek: severities must be one of"):
-        ZeekDetector(severities={"Scan::Port_Scan": "urgent"})
-    with pytest.raises(ConfigError):
-        ZeekDetector(severity="severe")
+    def build(**options: object) -> object:
+        return build_plugin(detectors, "zeek", options, Context())
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^detector zeek: option 'severities.Scan::Port_Scan': Input should be 'informa",
+    ):
+        build(severities={"Scan::Port_Scan": "urgent"})
+    with pytest.raises(ConfigError, match="^detector zeek: option 'severity'"):
+        build(severity="severe")
+    built = build(severities={"Scan::Port_Scan": "high"})
+    assert isinstance(built, ZeekDetector) and built.severities["Scan::Port_Scan"] == "high"
 
 
 def test_registered_by_name() -> None:

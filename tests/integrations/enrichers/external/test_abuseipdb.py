@@ -12,6 +12,7 @@ from pipeline.plugins import Context, Lookup, lookups
 from tests.integrations.enrichers.external.vendor import (
     FakeVendor,
     assert_secret_only_in_header,
+    build,
     payload,
 )
 
@@ -155,11 +156,15 @@ async def test_connection_failure(vendor: FakeVendor) -> None:
 
 def test_from_options(vendor: FakeVendor) -> None:
     context = Context(http=vendor.http, environ={"ABUSEIPDB_API_KEY": KEY})
-    lookup = AbuseIPDBLookup.from_options(
-        options={"api_key_env": "ABUSEIPDB_API_KEY", "max_age_days": 7}, context=context
+    lookup = build(
+        AbuseIPDBLookup,
+        options={"api_key_env": "ABUSEIPDB_API_KEY", "max_age_days": 7},
+        context=context,
     )
     assert lookup.max_age_days == 7 and lookup.base_url == "https://api.abuseipdb.com"
     with pytest.raises(ConfigError, match="max_age_days"):
-        AbuseIPDBLookup.from_options(
-            options={"api_key_env": "ABUSEIPDB_API_KEY", "max_age_days": 0}, context=context
+        build(
+            AbuseIPDBLookup,
+            options={"api_key_env": "ABUSEIPDB_API_KEY", "max_age_days": 0},
+            context=context,
         )

@@ -8,6 +8,7 @@ import pytest
 from integrations.enrichers.asset_inventory import AssetInventoryLookup
 from pipeline.errors import ConfigError
 from pipeline.plugins import Context, Lookup, lookups
+from tests.integrations.enrichers.external.vendor import build
 
 CSV = """\
 pattern,owner,criticality,zone,description
@@ -200,10 +201,12 @@ def test_malformed_files_name_the_row(tmp_path: Path, name: str, text: str, mess
 def test_missing_file_and_options(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         AssetInventoryLookup(path=tmp_path / "nope.csv")
-    with pytest.raises(ConfigError, match="'path' is required"):
-        AssetInventoryLookup.from_options(options={}, context=Context())
+    with pytest.raises(ConfigError, match="^lookup asset_inventory: option 'path' is required$"):
+        build(AssetInventoryLookup, options={}, context=Context())
+    with pytest.raises(ConfigError, match="^lookup asset_inventory: cannot read"):
+        build(AssetInventoryLookup, options={"path": str(tmp_path / "no.csv")}, context=Context())
     path = write(tmp_path / "assets.csv", CSV)
-    lookup = AssetInventoryLookup.from_options(options={"path": str(path)}, context=Context())
+    lookup = build(AssetInventoryLookup, options={"path": str(path)}, context=Context())
     assert lookup.path == path
 
 

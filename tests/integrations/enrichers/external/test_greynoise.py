@@ -6,7 +6,11 @@ from pydantic import SecretStr
 from integrations.enrichers.greynoise import GreyNoiseLookup, verdict
 from pipeline.errors import IntegrationError, RateLimited
 from pipeline.plugins import Context, Lookup, lookups
-from tests.integrations.enrichers.external.vendor import FakeVendor, assert_secret_only_in_header
+from tests.integrations.enrichers.external.vendor import (
+    FakeVendor,
+    assert_secret_only_in_header,
+    build,
+)
 
 KEY = "gn-Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA"
 BASE = "https://greynoise.test"
@@ -134,7 +138,5 @@ async def test_server_error_and_malformed_body(vendor: FakeVendor) -> None:
 
 def test_from_options(vendor: FakeVendor) -> None:
     context = Context(http=vendor.http, environ={"GREYNOISE_API_KEY": KEY})
-    lookup = GreyNoiseLookup.from_options(
-        options={"api_key_env": "GREYNOISE_API_KEY"}, context=context
-    )
+    lookup = build(GreyNoiseLookup, options={"api_key_env": "GREYNOISE_API_KEY"}, context=context)
     assert lookup.base_url == "https://api.greynoise.io"

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from integrations.enrichers.jamf import JamfLookup, rsql_quote
 from pipeline.errors import ConfigError, IntegrationError, RateLimited
 from pipeline.plugins import Context, Lookup, lookups
-from tests.integrations.enrichers.external.vendor import FakeVendor, payload
+from tests.integrations.enrichers.external.vendor import FakeVendor, build, payload
 
 BASE = "https://corp.jamfcloud.test"
 CLIENT_ID = "3f1e9d6a-2b7c-4e8f-9a1d-5c6b7e8f9a0b"
@@ -298,9 +298,9 @@ def test_from_options(vendor: FakeVendor) -> None:
         "client_id_env": "JAMF_CLIENT_ID",
         "client_secret_env": "JAMF_CLIENT_SECRET",
     }
-    lookup = JamfLookup.from_options(options=options, context=context)
+    lookup = build(JamfLookup, options=options, context=context)
     assert lookup.base_url == BASE
     with pytest.raises(ConfigError, match="base_url"):
-        JamfLookup.from_options(options={**options, "base_url": ""}, context=context)
+        build(JamfLookup, options={**options, "base_url": ""}, context=context)
     with pytest.raises(ConfigError, match="NOPE is not set"):
-        JamfLookup.from_options(options={**options, "client_secret_env": "NOPE"}, context=context)
+        build(JamfLookup, options={**options, "client_secret_env": "NOPE"}, context=context)

@@ -13,6 +13,7 @@ from pipeline.plugins import Context, Lookup, lookups
 from tests.integrations.enrichers.external.vendor import (
     FakeVendor,
     assert_secret_only_in_header,
+    build,
     payload,
 )
 
@@ -176,14 +177,15 @@ async def test_from_options_shared_client_and_own_tls_client(
     vendor: FakeVendor, tmp_path: Path
 ) -> None:
     context = Context(http=vendor.http, environ={"MISP_KEY": KEY})
-    shared = MispLookup.from_options(
-        options={"api_key_env": "MISP_KEY", "base_url": BASE}, context=context
+    shared = build(
+        MispLookup, options={"api_key_env": "MISP_KEY", "base_url": BASE}, context=context
     )
     assert shared.http is vendor.http and shared.external is False
     await shared.aclose()
     assert not vendor.http.is_closed  # the shared client is not ours to close
 
-    own = MispLookup.from_options(
+    own = build(
+        MispLookup,
         options={
             "api_key_env": "MISP_KEY",
             "base_url": BASE,
@@ -197,7 +199,8 @@ async def test_from_options_shared_client_and_own_tls_client(
     assert own.http.is_closed
 
     with pytest.raises(ConfigError, match="CA bundle"):
-        MispLookup.from_options(
+        build(
+            MispLookup,
             options={
                 "api_key_env": "MISP_KEY",
                 "base_url": BASE,
@@ -206,4 +209,4 @@ async def test_from_options_shared_client_and_own_tls_client(
             context=context,
         )
     with pytest.raises(ConfigError, match="base_url"):
-        MispLookup.from_options(options={"api_key_env": "MISP_KEY"}, context=context)
+        build(MispLookup, options={"api_key_env": "MISP_KEY"}, context=context)

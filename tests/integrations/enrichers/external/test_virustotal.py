@@ -13,6 +13,7 @@ from pipeline.plugins import Context, Lookup, lookups
 from tests.integrations.enrichers.external.vendor import (
     FakeVendor,
     assert_secret_only_in_header,
+    build,
     payload,
 )
 
@@ -191,16 +192,18 @@ async def test_threshold_is_configurable(vendor: FakeVendor) -> None:
 
 def test_from_options_reads_the_secret_by_name(vendor: FakeVendor) -> None:
     context = Context(http=vendor.http, environ={"VT_KEY": KEY})
-    lookup = VirusTotalLookup.from_options(
-        options={"api_key_env": "VT_KEY", "base_url": BASE + "/"}, context=context
+    lookup = build(
+        VirusTotalLookup, options={"api_key_env": "VT_KEY", "base_url": BASE + "/"}, context=context
     )
     assert lookup.base_url == BASE and lookup.http is vendor.http
     assert KEY not in repr(vars(lookup))
     with pytest.raises(ConfigError, match="OTHER_KEY is not set"):
-        VirusTotalLookup.from_options(options={"api_key_env": "OTHER_KEY"}, context=context)
+        build(VirusTotalLookup, options={"api_key_env": "OTHER_KEY"}, context=context)
     with pytest.raises(ConfigError, match="api_key_env"):
-        VirusTotalLookup.from_options(options={}, context=context)
+        build(VirusTotalLookup, options={}, context=context)
     with pytest.raises(ConfigError, match="HTTP client"):
-        VirusTotalLookup.from_options(
-            options={"api_key_env": "VT_KEY"}, context=Context(environ={"VT_KEY": KEY})
+        build(
+            VirusTotalLookup,
+            options={"api_key_env": "VT_KEY"},
+            context=Context(environ={"VT_KEY": KEY}),
         )

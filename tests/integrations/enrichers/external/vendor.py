@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from pipeline.plugins import Context, Lookup, build_plugin, lookups
+
 PAYLOADS = Path(__file__).parent / "payloads"
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -68,3 +70,11 @@ def assert_secret_only_in_header(request: httpx.Request, secret: str, header: st
     assert secret.encode() not in request.content
     others = [v for k, v in request.headers.items() if k.lower() != header.lower()]
     assert not any(secret in v for v in others)
+
+
+def build(plugin: Any, *, options: dict[str, Any], context: Context) -> Any:
+    """The lookup as ``fido serve`` builds it: its options checked against its ``Options``,
+    then its ``build`` (``pipeline.plugins.build_plugin``)."""
+    built: Lookup = build_plugin(lookups, plugin.name, options, context)
+    assert isinstance(built, plugin)
+    return built

@@ -12,7 +12,7 @@ from integrations.detectors.clamav import ClamAVDetector
 from integrations.sources.logfile import LogFileSource
 from pipeline.db import Database
 from pipeline.errors import ConfigError, ParseError
-from pipeline.plugins import Detector, detectors
+from pipeline.plugins import Context, Detector, build_plugin, detectors
 from pipeline.sources import poll
 from tests.fixtures.clamav import ClamAV
 from tests.integrations.sources.files.helpers import stored_events
@@ -106,9 +106,11 @@ def test_options() -> None:
     )
     assert got["severity"] == "critical"
     assert got["occurred_at"] == datetime(2026, 11, 28, 0, 2, 3, tzinfo=UTC)
-    with pytest.raises(ConfigError, match="severity"):
-        ClamAVDetector(severity="scary")
-    with pytest.raises(ConfigError, match="time zone"):
+    with pytest.raises(ConfigError, match="^detector clamav: option 'severity'"):
+        build_plugin(detectors, "clamav", {"severity": "scary"}, Context())
+    with pytest.raises(ConfigError, match="^detector clamav: option 'timezone': unknown time zone"):
+        build_plugin(detectors, "clamav", {"timezone": "Mars/Olympus"}, Context())
+    with pytest.raises(ConfigError, match="unknown time zone"):
         ClamAVDetector(timezone="Mars/Olympus")
 
 

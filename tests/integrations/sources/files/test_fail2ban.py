@@ -12,7 +12,7 @@ from integrations.detectors.fail2ban import Fail2banDetector
 from integrations.sources.logfile import LogFileSource
 from pipeline.db import Database
 from pipeline.errors import ConfigError, ParseError
-from pipeline.plugins import Detector, detectors
+from pipeline.plugins import Context, Detector, build_plugin, detectors
 from pipeline.sources import poll
 from tests.fixtures.fail2ban import Fail2ban
 from tests.integrations.sources.files.helpers import stored_events
@@ -104,8 +104,8 @@ def test_options() -> None:
     (event,) = Fail2banDetector(severity="high", timezone="America/New_York").parse(BAN.encode())
     assert event.severity == "high"
     assert event.occurred_at == datetime(2026, 11, 28, 6, 2, 3, 456000, tzinfo=UTC)
-    with pytest.raises(ConfigError, match="severity"):
-        Fail2banDetector(severity="urgent")
+    with pytest.raises(ConfigError, match="^detector fail2ban: option 'severity'"):
+        build_plugin(detectors, "fail2ban", {"severity": "urgent"}, Context())
 
 
 async def test_real_fail2ban_ban_is_tailed_into_an_event(db: Database, fail2ban: Fail2ban) -> None:

@@ -14,8 +14,9 @@ from integrations.detectors.generic import GenericDetector
 from integrations.sources.logfile import LogFileSource
 from pipeline.db import Database
 from pipeline.errors import ConfigError
-from pipeline.plugins import Context, Source, sources
+from pipeline.plugins import Source, sources
 from pipeline.sources import cursor_of, poll
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.files.helpers import dead_letters, stored_events
 
 
@@ -237,8 +238,8 @@ async def test_other_encodings_become_utf8(log: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "path is required"),
-        ({"path": "/x", "colour": "red"}, "unknown options: colour"),
+        ({}, "option 'path' is required"),
+        ({"path": "/x", "colour": "red"}, "unknown option 'colour'"),
         ({"path": "/x", "pattern": "(unclosed"}, "not a regular expression"),
         ({"path": "/x", "pattern": "plain", "as_json": True}, "named groups"),
         ({"path": "/x", "as_json": True}, "named groups"),
@@ -247,16 +248,14 @@ async def test_other_encodings_become_utf8(log: Path) -> None:
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        LogFileSource.from_options(name="s", detector="generic", options=options, context=Context())
+    with pytest.raises(ConfigError, match=rf"^source s \(logfile\): .*{message}"):
+        build_source("logfile", options)
 
 
-def test_from_options(log: Path) -> None:
-    source = LogFileSource.from_options(
-        name="s",
-        detector="generic",
-        options={"path": str(log), "pattern": "(?P<title>.+)", "as_json": True, "max_lines": 5},
-        context=Context(),
+def test_built_from_options(log: Path) -> None:
+    source = build_source(
+        "logfile",
+        {"path": str(log), "pattern": "(?P<title>.+)", "as_json": True, "max_lines": 5},
     )
     assert (source.name, source.detector, source.path, source.max_lines) == (
         "s",

@@ -37,9 +37,10 @@ from integrations.detectors.generic import GenericDetector
 from integrations.sources.sql import SQLSource, dump_value, load_value
 from pipeline.db import Database
 from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Context, Source, sources
+from pipeline.plugins import Source, sources
 from pipeline.sources import cursor_of, poll
 from tests.fixtures.servers import free_port, unavailable
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.files.helpers import dead_letters, stored_events
 
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
@@ -284,18 +285,15 @@ async def test_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:
     assert password not in caplog.text and password not in repr(source)
 
 
-def test_from_options_reads_the_url_from_the_environment(tmp_path: Path) -> None:
+def test_the_url_may_be_read_from_the_environment(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/ids.db"
     options = {"url_env": "IDS_DB_URL", "query": "SELECT :cursor, :limit", "cursor_column": "id"}
-    source = SQLSource.from_options(
-        name="ids",
-        detector="generic",
-        options=options,
-        context=Context(environ={"IDS_DB_URL": url}),
-    )
+    source = build_source("sql", options, name="ids", environ={"IDS_DB_URL": url})
     assert (source.name, source.detector, str(source.url)) == ("ids", "generic", url)
-    with pytest.raises(ConfigError, match="IDS_DB_URL is not set"):
-        SQLSource.from_options(name="ids", detector="generic", options=options, context=Context())
+    with pytest.raises(ConfigError, match=r"^source ids \(sql\): IDS_DB_URL is not set"):
+        build_source("sql", options, name="ids")
+    with pytest.raises(ConfigError, match=r"^source ids \(sql\): url is not a database URL"):
+        build_source("sql", options, name="ids", environ={"IDS_DB_URL": "not a url"})
 
 
 GOOD = {"url": "sqlite://", "query": "SELECT :cursor, :limit", "cursor_column": "id"}
@@ -307,19 +305,19 @@ GOOD = {"url": "sqlite://", "query": "SELECT :cursor, :limit", "cursor_column": 
         ({"url": None}, "exactly one of"),
         ({"url_env": "X"}, "exactly one of"),
         ({"query": "SELECT * FROM t WHERE id > :cursor"}, ":limit"),
-        ({"query": None}, "query is required"),
-        ({"cursor_column": None}, "cursor_column is required"),
-        ({"colour": "red"}, "unknown options: colour"),
+        ({"query": None}, "option 'query' is required"),
+        ({"cursor_column": None}, "option 'cursor_column' is required"),
+        ({"colour": "red"}, "unknown option 'colour'"),
         ({"url": "not a url"}, "database URL"),
         ({"batch_size": 0}, "batch_size"),
     ],
 )
 def test_bad_options_are_config_errors(changes: dict[str, Any], message: str) -> None:
     options = {key: value for key, value in (GOOD | changes).items() if value is not None}
-    with pytest.raises(ConfigError, match=message):
-        SQLSource.from_options(name="s", detector="generic", options=options, context=Context())
+    with pytest.raises(ConfigError, match=rf"^source s \(sql\): .*{message}"):
+        build_source("sql", options)
 
 
 def test_good_options_pass() -> None:
-    source = SQLSource.from_options(name="s", detector="generic", options=GOOD, context=Context())
+    source = build_source("sql", GOOD)
     assert source.cursor_column == "id" and source.batch_size == 500

@@ -13,7 +13,7 @@ from pipeline.db import Database
 from pipeline.errors import ParseError
 from pipeline.models import DeadLetter, Event, SourceCursor
 from pipeline.observables import Observables
-from pipeline.plugins import ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 from pipeline.sources import cursor_of
 
 __all__ = ["Sleeps", "cursor_of", "dead_letters", "last_error", "stored_events"]
@@ -61,7 +61,7 @@ def _body(body: bytes, key: str) -> list[dict[str, Any]]:
 
 
 @detectors.register("test_falcon_alerts")
-class FalconAlertsDetector:
+class FalconAlertsDetector(DetectorBase):
     """Reads a PostEntitiesAlertsV2 body: one event per alert, keyed by composite_id."""
 
     name = "test_falcon_alerts"
@@ -82,7 +82,7 @@ class FalconAlertsDetector:
 
 
 @detectors.register("test_s1_threats")
-class S1ThreatsDetector:
+class S1ThreatsDetector(DetectorBase):
     """Reads a GET /threats body: one event per threat, keyed by its id."""
 
     name = "test_s1_threats"

@@ -18,8 +18,9 @@ from integrations.sources.crowdstrike_api import CrowdStrikeAlertsSource
 from integrations.sources.http_retry import RetryPolicy
 from pipeline.db import Database
 from pipeline.errors import ConfigError, IntegrationError, RateLimited
-from pipeline.plugins import Context, detectors, sources
+from pipeline.plugins import detectors
 from pipeline.sources import poll
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.remote.helpers import (
     Sleeps,
     cursor_of,
@@ -60,17 +61,18 @@ def make(
     http: httpx.AsyncClient, falcon: FakeFalcon, sleeps: Sleeps, **options: Any
 ) -> CrowdStrikeAlertsSource:
     """The source as ``fido serve`` builds it: from the policy's options and the context."""
-    context = Context(http=http, environ={"FALCON_SECRET": falcon.client_secret})
-    source = sources.get("crowdstrike_api").from_options(  # type: ignore[attr-defined]
-        name="falcon",
-        detector="test_falcon_alerts",
-        options={
+    source = build_source(
+        "crowdstrike_api",
+        {
             "client_id": falcon.client_id,
             "client_secret_env": "FALCON_SECRET",
             "page_size": 2,
             **options,
         },
-        context=context,
+        name="falcon",
+        detector="test_falcon_alerts",
+        environ={"FALCON_SECRET": falcon.client_secret},
+        http=http,
         retry=RetryPolicy(sleep=sleeps, jitter=lambda: 1.0),
     )
     assert isinstance(source, CrowdStrikeAlertsSource)
@@ -298,12 +300,13 @@ async def test_bad_credentials_are_a_clear_error_without_the_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "Wr0ng-S3cret-that-must-not-leak"
-    context = Context(http=http, environ={"FALCON_SECRET": wrong})
-    source = CrowdStrikeAlertsSource.from_options(
+    source = build_source(
+        "crowdstrike_api",
+        {"client_id": falcon.client_id, "client_secret_env": "FALCON_SECRET"},
         name="falcon",
         detector="test_falcon_alerts",
-        options={"client_id": falcon.client_id, "client_secret_env": "FALCON_SECRET"},
-        context=context,
+        environ={"FALCON_SECRET": wrong},
+        http=http,
         retry=RetryPolicy(sleep=sleeps),
     )
 
@@ -320,13 +323,10 @@ async def test_bad_credentials_are_a_clear_error_without_the_secret(
 
 
 def test_options_are_checked(http: httpx.AsyncClient) -> None:
-    context = Context(http=http, environ={"S": "secret"})
     good = {"client_id": "abc", "client_secret_env": "S"}
 
     def build(**options: Any) -> None:
-        CrowdStrikeAlertsSource.from_options(
-            name="falcon", detector="crowdstrike", options=options, context=context
-        )
+        build_source("crowdstrike_api", options, name="falcon", environ={"S": "secret"}, http=http)
 
     build(**good)
     for bad in (
@@ -341,10 +341,10 @@ def test_options_are_checked(http: httpx.AsyncClient) -> None:
     ):
         with pytest.raises(ConfigError):
             build(**bad)
-    with pytest.raises(ConfigError, match="HTTP client"):
-        CrowdStrikeAlertsSource.from_options(
-            name="falcon", detector="crowdstrike", options=good, context=Context(environ={"S": "x"})
-        )
+    with pytest.raises(ConfigError, match=r"^source falcon \(crowdstrike_api\): no HTTP client"):
+        build_source("crowdstrike_api", good, name="falcon", environ={"S": "x"})
+    with pytest.raises(ConfigError, match="^source falcon .*: unknown option 'colour'$"):
+        build(**good, colour="blue")
 
 
 async def test_a_client_without_the_alerts_scope_is_told_so(

@@ -17,9 +17,10 @@ from integrations.detectors.generic import GenericDetector
 from integrations.sources.imap import IMAPSource
 from pipeline.db import Database
 from pipeline.errors import IntegrationError
-from pipeline.plugins import Batch, Context, sources
+from pipeline.plugins import Batch
 from pipeline.sources import poll
 from tests.fixtures.dovecot import UTF8_PASSWORD, UTF8_USER, Dovecot, start_dovecot
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.remote.helpers import cursor_of, last_error, stored_events
 
 PROCESSED = 'Fido/Processed "alerts"'  # a space and quotes: it must be sent quoted
@@ -86,11 +87,8 @@ def make(server: Dovecot, **options: Any) -> IMAPSource:
         "rules": RULES,
         **options,
     }
-    source = sources.get("imap").from_options(  # type: ignore[attr-defined]
-        name="mailbox",
-        detector="generic",
-        options=settings,
-        context=Context(environ={"IMAP_PASSWORD": server.password}),
+    source = build_source(
+        "imap", settings, name="mailbox", environ={"IMAP_PASSWORD": server.password}
     )
     assert isinstance(source, IMAPSource)
     return source

@@ -9,13 +9,18 @@ from typing import Any
 import pytest
 
 from integrations.sources.imap import IMAPSource, mailbox_name
-from integrations.sources.imap_rules import MailRule, payloads_for
+from integrations.sources.imap_rules import MailRule, RuleOptions, payloads_for
 from pipeline.errors import ConfigError
-from pipeline.plugins import Context
+from tests.integrations.sources.build import build_source
 
 
 def rule(**value: Any) -> MailRule:
-    return MailRule.from_option("mail", 0, value)
+    return MailRule.from_options(RuleOptions.model_validate(value))
+
+
+def build(**options: Any) -> IMAPSource:
+    source: IMAPSource = build_source("imap", options, name="mail", environ={"PW": "secret"})
+    return source
 
 
 def mail(
@@ -121,8 +126,9 @@ def test_broken_headers_do_not_break_the_rule() -> None:
     ],
 )
 def test_bad_rules_are_config_errors(value: Any) -> None:
-    with pytest.raises(ConfigError, match=r"sources\.mail: rules\[0\]"):
-        MailRule.from_option("mail", 0, value)
+    options = {"host": "imap", "username": "fido", "password_env": "PW", "rules": [value]}
+    with pytest.raises(ConfigError, match=r"^source mail \(imap\): .*option 'rules\.0"):
+        build(**options)
 
 
 @pytest.mark.parametrize(
@@ -142,18 +148,12 @@ def test_folder_names_are_quoted_modified_utf7(name: str, sent: str) -> None:
 
 
 def test_imap_options_are_checked() -> None:
-    context = Context(environ={"PW": "secret"})
     good = {
         "host": "imap.corp.example",
         "username": "fido",
         "password_env": "PW",
         "rules": [{"sender": "x"}],
     }
-
-    def build(**options: Any) -> IMAPSource:
-        return IMAPSource.from_options(
-            name="mail", detector="generic", options=options, context=context
-        )
 
     assert build(**good).port == 993 and build(**good, tls="starttls").port == 143
     for bad in (

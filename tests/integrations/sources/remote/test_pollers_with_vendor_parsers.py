@@ -11,8 +11,9 @@ import httpx
 from integrations import load_all
 from integrations.sources.http_retry import RetryPolicy
 from pipeline.db import Database
-from pipeline.plugins import Context, detectors, sources
+from pipeline.plugins import detectors
 from pipeline.sources import poll
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.remote.helpers import Sleeps, dead_letters, stored_events
 from tests.integrations.sources.remote.vendors import (
     FakeFalcon,
@@ -38,18 +39,19 @@ async def test_crowdstrike_alerts_api_into_the_crowdstrike_parser(db: Database) 
     falcon.alerts = [falcon_alert(n, falcon_ts(n), user=f"user{n}") for n in range(3)]
     detector = detectors.get("crowdstrike")()
     async with httpx.AsyncClient(transport=falcon.transport()) as http:
-        context = Context(http=http, environ={"FALCON_SECRET": falcon.client_secret})
 
         def source():  # type: ignore[no-untyped-def]
-            return sources.get("crowdstrike_api").from_options(  # type: ignore[attr-defined]
-                name="falcon",
-                detector="crowdstrike",
-                context=context,
-                options={
+            return build_source(
+                "crowdstrike_api",
+                {
                     "client_id": falcon.client_id,
                     "client_secret_env": "FALCON_SECRET",
                     "page_size": 2,
                 },
+                name="falcon",
+                detector="crowdstrike",
+                environ={"FALCON_SECRET": falcon.client_secret},
+                http=http,
                 retry=RetryPolicy(sleep=Sleeps(), jitter=lambda: 1.0),
             )
 
@@ -68,15 +70,17 @@ async def test_sentinelone_threats_api_into_the_sentinelone_parser(db: Database)
     console.threats = [s1_threat(n, s1_ts(n)) for n in range(3)]
     detector = detectors.get("sentinelone")()
     async with httpx.AsyncClient(transport=console.transport()) as http:
-        source = sources.get("sentinelone_api").from_options(  # type: ignore[attr-defined]
-            name="s1",
-            detector="sentinelone",
-            context=Context(http=http, environ={"S1_TOKEN": console.api_token}),
-            options={
+        source = build_source(
+            "sentinelone_api",
+            {
                 "base_url": "https://usea1.sentinelone.net",
                 "api_token_env": "S1_TOKEN",
                 "page_size": 2,
             },
+            name="s1",
+            detector="sentinelone",
+            environ={"S1_TOKEN": console.api_token},
+            http=http,
             retry=RetryPolicy(sleep=Sleeps(), jitter=lambda: 1.0),
         )
         result = await poll(db=db, source=source, detector=detector)

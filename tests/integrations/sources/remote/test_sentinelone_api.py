@@ -18,8 +18,9 @@ from integrations.sources.http_retry import RetryPolicy
 from integrations.sources.sentinelone_api import SentinelOneThreatsSource
 from pipeline.db import Database
 from pipeline.errors import ConfigError, IntegrationError
-from pipeline.plugins import Context, detectors, sources
+from pipeline.plugins import detectors
 from pipeline.sources import poll
+from tests.integrations.sources.build import build_source
 from tests.integrations.sources.remote.helpers import Sleeps, cursor_of, last_error, stored_events
 from tests.integrations.sources.remote.vendors import FakeSentinelOne, s1_threat, status
 
@@ -53,12 +54,13 @@ def sleeps() -> Sleeps:
 def make(
     http: httpx.AsyncClient, s1: FakeSentinelOne, sleeps: Sleeps, **options: Any
 ) -> SentinelOneThreatsSource:
-    context = Context(http=http, environ={"S1_API_TOKEN": s1.api_token})
-    source = sources.get("sentinelone_api").from_options(  # type: ignore[attr-defined]
+    source = build_source(
+        "sentinelone_api",
+        {"base_url": CONSOLE, "api_token_env": "S1_API_TOKEN", "page_size": 2, **options},
         name="s1",
         detector="test_s1_threats",
-        options={"base_url": CONSOLE, "api_token_env": "S1_API_TOKEN", "page_size": 2, **options},
-        context=context,
+        environ={"S1_API_TOKEN": s1.api_token},
+        http=http,
         retry=RetryPolicy(sleep=sleeps, jitter=lambda: 1.0),
     )
     assert isinstance(source, SentinelOneThreatsSource)
@@ -208,13 +210,10 @@ async def test_refused_token_is_a_clear_error_without_the_token(
 
 
 def test_options_are_checked(http: httpx.AsyncClient) -> None:
-    context = Context(http=http, environ={"T": "token"})
     good = {"base_url": CONSOLE, "api_token_env": "T"}
 
     def build(**options: Any) -> None:
-        SentinelOneThreatsSource.from_options(
-            name="s1", detector="sentinelone", options=options, context=context
-        )
+        build_source("sentinelone_api", options, name="s1", environ={"T": "token"}, http=http)
 
     build(**good)
     for bad in (
