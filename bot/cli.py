@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from bot import respond_cli
+from bot.audit_cli import app as audit_app
 from bot.outbox_cli import app as outbox_app
 from pipeline.errors import ConfigError
 
@@ -119,14 +121,16 @@ def check_config(
     ),
 ) -> None:
     """Check a policy file: every problem with its line and column, or a summary."""
+    from integrations import load_all
     from pipeline.policy_file import PolicyFileError, load_policy
 
     path = path or os.environ.get("FIDO_CONFIG", "")
     if not path:
         typer.echo("fido: no policy file: give PATH or set FIDO_CONFIG", err=True)
         raise typer.Exit(2)
+    load_all()  # the plugins it names, whose options are checked too
     try:
-        policy = load_policy(path)
+        policy = load_policy(path, plugins=True)
     except PolicyFileError as exc:
         typer.echo("\n".join(str(problem) for problem in exc.problems))
         raise typer.Exit(1) from None
@@ -165,6 +169,7 @@ dead_app = typer.Typer(
 )
 app.add_typer(dead_app, name="dead-letters")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(audit_app, name="audit")
 
 
 @dead_app.callback()
@@ -233,6 +238,9 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     settings = _settings()
     upgrade(settings.database_url, revision)
     typer.echo(f"database at revision {revision}")
+
+
+respond_cli.register(app, _settings)
 
 
 def main() -> None:

@@ -19,13 +19,14 @@ from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
 from bot.slack.notifier import SlackNotifier
+from bot.slack.people import SlackPeople
 from bot.wiring import Wiring
+from pipeline import act, queue, sources
 from pipeline import db as database
-from pipeline import queue, sources
 from pipeline.engine import Engine
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
-from pipeline.plugins import Detector, Source
+from pipeline.plugins import Detector, HoldsContainment, Source
 from pipeline.policy import load_policy
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,20 @@ async def serve(settings: Settings) -> None:
         enrichers=enrichers,
         responders=responders,
         notifier=SlackNotifier(
-            client, channel=settings.slack_channel, labels=wiring.labels(responders)
+            client,
+            channel=settings.slack_channel,
+            labels=wiring.labels(responders),
+            plan=lambda responder, target, facts: responders[responder].plan(target, facts),
         ),
+        people=SlackPeople(client),
         approvers=settings.approvers,
         replica=settings.replica,
     )
+    for name, responder in responders.items():  # containments a responder holds itself
+        if isinstance(responder, HoldsContainment):
+            count = await responder.hold(await act.held(db, name))
+            if count:
+                log.info("%s: holding %d containments again after the restart", name, count)
     bolt = build_bolt_app(settings, engine, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None
     api = build_http_app(
@@ -133,6 +143,14 @@ async def serve(settings: Settings) -> None:
         seconds=policy.lookups.deferred_interval_seconds,
         id="deferred-lookups",
         args=(engine,),
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(  # time-boxed containments whose time has come are undone
+        engine.incidents.expire_due,
+        "interval",
+        seconds=60,
+        id="containment-expiry",
         max_instances=1,
         coalesce=True,
     )

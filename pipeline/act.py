@@ -12,6 +12,7 @@ import logging
 import unicodedata
 from collections.abc import Collection, Mapping
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -48,17 +49,20 @@ async def authorize(
     async with db.session() as session:
         audit.record(session, actor=actor, verb="refused", target=verb, incident_id=incident_id)
         await session.commit()
-    raise NotAuthorized(f"you are not an approver, so you cannot {verb} this")
+    what = verb if " " in verb else f"{verb} this"  # "approve ad_disable_account", "close this"
+    raise NotAuthorized(f"you are not an approver, so you cannot {what}")
 
 
-async def _proposal(db: Database, *, incident_id: int, responder: str, target: str) -> Incident:
+async def _proposal(db: Database, *, incident_id: int, responder: str, target: str) -> Proposal:
     async with db.session() as session:
         incident = await session.get(Incident, incident_id)
     if incident is None:
         raise InputError(f"incident {incident_id} does not exist")
-    if Proposal(responder=responder, target=target) not in proposals_of(incident.proposed_actions):
-        raise InputError(f"{responder} on {target} was not proposed for incident {incident_id}")
-    return incident
+    wanted = Proposal(responder=responder, target=target)
+    for proposal in proposals_of(incident.proposed_actions):
+        if proposal.same_action(wanted):
+            return proposal
+    raise InputError(f"{responder} on {target} was not proposed for incident {incident_id}")
 
 
 async def _claim(
@@ -84,6 +88,20 @@ async def _claim(
         return existing, False
 
 
+def _runner(
+    policy: Policy, responders: Mapping[str, Responder], responder: str, target: str
+) -> Responder:
+    """The responder to run on ``target``, or ResponderError when Fido must not."""
+    if (unsafe := unsafe_characters(target)) is not None:
+        raise ResponderError(f"{target!r} {unsafe}; Fido never acts on a look-alike target")
+    if policy.is_protected(target):
+        raise ResponderError(f"{target} is a protected account; Fido never acts on it")
+    runner = responders.get(responder)
+    if runner is None:
+        raise ResponderError(f"responder {responder!r} is not enabled")
+    return runner
+
+
 async def execute(
     *,
     db: Database,
@@ -97,13 +115,7 @@ async def execute(
 ) -> Action:
     """Run the proposal once and return its Action (the earlier one if it already ran)."""
     await _proposal(db, incident_id=incident_id, responder=responder, target=target)
-    if (unsafe := unsafe_characters(target)) is not None:
-        raise ResponderError(f"{target!r} {unsafe}; Fido never acts on a look-alike target")
-    if policy.is_protected(target):
-        raise ResponderError(f"{target} is a protected account; Fido never acts on it")
-    runner = responders.get(responder)
-    if runner is None:
-        raise ResponderError(f"responder {responder!r} is not enabled")
+    runner = _runner(policy, responders, responder, target)
     action, new = await _claim(
         db,
         incident_id=incident_id,
@@ -111,37 +123,175 @@ async def execute(
         target=target,
         requested_by=requested_by,
         approved_by=approved_by,
+        approvals=[approved_by] if approved_by else [],
     )
     if not new:
         return action
+    return await _run(db, policy, runner, action, actor=approved_by or requested_by)
+
+
+async def approve(
+    *,
+    db: Database,
+    policy: Policy,
+    responders: Mapping[str, Responder],
+    incident_id: int,
+    responder: str,
+    target: str,
+    actor: str,
+) -> Action:
+    """An approver's click: run the proposal, or — when it needs two people — record the
+    first approval and run it on the second, distinct one. A click on a proposal already
+    decided (or approved by this approver already) is refused with what happened."""
+    proposal = await _proposal(db, incident_id=incident_id, responder=responder, target=target)
+    runner = _runner(policy, responders, responder, target)
+    first = ActionStatus.awaiting_second if proposal.two_person else ActionStatus.running
+    action, new = await _claim(
+        db,
+        incident_id=incident_id,
+        responder=responder,
+        target=target,
+        requested_by=actor,
+        approved_by=None if proposal.two_person else actor,
+        approvals=[actor],
+        status=first.value,
+    )
+    if new and not proposal.two_person:
+        return await _run(db, policy, runner, action, actor=actor)
+    if new:
+        async with db.session() as session:
+            audit.record(
+                session,
+                actor=actor,
+                verb="action.approved_once",
+                target=f"{responder}:{target}",
+                incident_id=incident_id,
+            )
+            await outbox.enqueue_card(session, incident_id)  # "approved by …; one more"
+            await session.commit()
+        return action
+    if action.status != ActionStatus.awaiting_second.value:
+        who = action.approved_by or action.requested_by
+        raise InputError(f"{responder} on {target} is already decided: {action.status} ({who})")
+    if actor in action.approvals:
+        raise InputError("you approved this already: a second, different approver must approve")
+    async with db.session() as session:
+        won = await session.exec(
+            update(Action)
+            .where(
+                col(Action.id) == action.id,
+                col(Action.status) == ActionStatus.awaiting_second.value,
+            )
+            .values(
+                status=ActionStatus.running.value,
+                approved_by=actor,
+                approvals=[*action.approvals, actor],
+                updated_at=utcnow(),
+            )
+        )
+        await session.commit()
+    if won.rowcount != 1:
+        raise InputError(f"{responder} on {target} was decided by someone else just now")
+    action.status, action.approved_by = ActionStatus.running.value, actor
+    action.approvals = [*action.approvals, actor]
+    return await _run(db, policy, runner, action, actor=actor)
+
+
+async def _run(
+    db: Database, policy: Policy, runner: Responder, action: Action, *, actor: str
+) -> Action:
+    """Run a claimed action (or only say what it would do in dry-run) and record it."""
+    assert action.id is not None
+    rule = policy.rule(action.responder)
     status, undo_data = ActionStatus.failed, {}
+    expires_at = None
     try:
-        if policy.dry_run:
-            status, summary = ActionStatus.dry_run, f"dry run: would {runner.label} {target}"
+        if policy.dry_run or rule.dry_run:
+            status = ActionStatus.dry_run
+            summary = f"dry run: would have done this: {runner.plan(action.target)}"
         else:
-            result = await runner.execute(target)
+            result = await runner.execute(action.target)
             status, summary, undo_data = ActionStatus.succeeded, result.summary, result.undo_data
+            if rule.expire_after_hours is not None and runner.reversible:
+                expires_at = utcnow() + timedelta(hours=rule.expire_after_hours)
     except ResponderError as exc:
         summary = str(exc)
     except Exception as exc:  # a responder's bug is recorded as a failed action
-        log.exception("responder %s crashed on %s", responder, target)
+        log.exception("responder %s crashed on %s", action.responder, action.target)
         summary = f"{type(exc).__name__}: {exc}"
     async with db.session() as session:
         action.status, action.result, action.undo_data = status.value, summary, undo_data
+        action.expires_at = expires_at
         action.updated_at = utcnow()
         session.add(action)
         audit.record(
             session,
-            actor=approved_by or requested_by,
+            actor=actor,
             verb=f"action.{status.value}",
-            target=f"{responder}:{target}",
-            incident_id=incident_id,
+            target=f"{action.responder}:{action.target}",
+            incident_id=action.incident_id,
             result=summary,
-            requested_by=requested_by,
+            requested_by=action.requested_by,
+            approvals=list(action.approvals),
+            expires_at=expires_at.isoformat() if expires_at else None,
         )
-        await outbox.enqueue_card(session, incident_id)  # the card shows the result
+        if action.incident_id is not None:
+            await outbox.enqueue_card(session, action.incident_id)  # the card shows the result
         await session.commit()
     return action
+
+
+async def respond(
+    *,
+    db: Database,
+    policy: Policy,
+    responders: Mapping[str, Responder],
+    responder: str,
+    target: str,
+    operator: str,
+    dry_run: bool = False,
+) -> tuple[Action, bool]:
+    """Run a responder from the command line, belonging to no incident, under the same
+    rules (protected accounts, look-alikes), idempotency and audit as a click: while an
+    earlier run on the same target still holds (succeeded, not undone), it is returned
+    instead of acting again. Returns (action, whether it ran now)."""
+    runner = _runner(policy, responders, responder, target)
+    async with db.session() as session:
+        earlier = (
+            await session.exec(
+                select(Action).where(
+                    col(Action.incident_id).is_(None),
+                    Action.responder == responder,
+                    func.lower(Action.target) == target.casefold(),
+                )
+            )
+        ).all()
+    holding = [a for a in earlier if a.status in (ActionStatus.succeeded, ActionStatus.running)]
+    if holding:
+        return holding[0], False
+    key = f"manual:{responder}:{target.casefold()}:{len(earlier) + 1}"
+    action = Action(
+        incident_id=None,
+        responder=responder,
+        target=target,
+        requested_by=operator,
+        approved_by=operator,
+        approvals=[operator],
+        idempotency_key=key,
+    )
+    async with db.session() as session:
+        session.add(action)
+        try:
+            await session.commit()
+        except IntegrityError:  # another operator ran it at the same moment
+            await session.rollback()
+            existing = (
+                await session.exec(select(Action).where(Action.idempotency_key == key))
+            ).one()
+            return existing, False
+    if dry_run:
+        policy = policy.model_copy(update={"dry_run": True})
+    return await _run(db, policy, runner, action, actor=operator), True
 
 
 async def deny(
@@ -158,17 +308,31 @@ async def deny(
         status=ActionStatus.denied.value,
         result=f"denied by {actor}",
     )
-    if new:
+    if not new:  # a two-person action approved once may still be denied
         async with db.session() as session:
-            audit.record(
-                session,
-                actor=actor,
-                verb="action.denied",
-                target=f"{responder}:{target}",
-                incident_id=incident_id,
+            won = await session.exec(
+                update(Action)
+                .where(
+                    col(Action.id) == action.id,
+                    col(Action.status) == ActionStatus.awaiting_second.value,
+                )
+                .values(status=ActionStatus.denied.value, result=f"denied by {actor}")
             )
-            await outbox.enqueue_card(session, incident_id)
             await session.commit()
+        if won.rowcount != 1:
+            who = action.approved_by or action.requested_by
+            raise InputError(f"{responder} on {target} is already decided: {action.status} ({who})")
+        action.status, action.result = ActionStatus.denied.value, f"denied by {actor}"
+    async with db.session() as session:
+        audit.record(
+            session,
+            actor=actor,
+            verb="action.denied",
+            target=f"{responder}:{target}",
+            incident_id=incident_id,
+        )
+        await outbox.enqueue_card(session, incident_id)
+        await session.commit()
     return action
 
 
@@ -210,23 +374,36 @@ async def undo(
             incident_id=action.incident_id,
             result=summary,
         )
-        await outbox.enqueue_card(session, action.incident_id)
+        if action.incident_id is not None:
+            await outbox.enqueue_card(session, action.incident_id)
         await session.commit()
     if status is not ActionStatus.undone:
         raise ResponderError(summary)
     return action
 
 
-async def auto_actions_since(
+async def auto_actions_by_responder(
     session: AsyncSession, *, within: timedelta = timedelta(hours=1)
-) -> int:
-    """Automatic actions in the last ``within``, read in the caller's transaction."""
-    count = await session.exec(
-        select(func.count())
-        .select_from(Action)
+) -> dict[str, int]:
+    """Automatic actions per responder in the last ``within`` (caller's transaction)."""
+    rows = await session.exec(
+        select(Action.responder, func.count())
         .where(Action.requested_by == SYSTEM_ACTOR, col(Action.created_at) >= utcnow() - within)
+        .group_by(col(Action.responder))
     )
-    return int(count.one())
+    return {responder: int(count) for responder, count in rows.all()}
+
+
+async def held(db: Database, responder: str) -> list[tuple[str, dict[str, Any]]]:
+    """The containments ``responder`` has in force: succeeded, not undone (target, undo
+    data), oldest first."""
+    async with db.session() as session:
+        rows = await session.exec(
+            select(Action)
+            .where(Action.responder == responder, Action.status == ActionStatus.succeeded.value)
+            .order_by(col(Action.id))
+        )
+        return [(a.target, dict(a.undo_data or {})) for a in rows.all()]
 
 
 async def actions_for(db: Database, *, incident_id: int) -> list[Action]:

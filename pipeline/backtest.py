@@ -187,7 +187,7 @@ def _replay(
     old_score = stored.score
     old = Decision(stored.decision) if stored.decision else None
     stored.score, _ = score(stored.as_incident(), policy, history_of(stored.history))
-    new = decide(stored.as_incident(), policy, responders, auto_actions_last_hour=0).decision
+    new = decide(stored.as_incident(), policy, responders).decision
     report.incidents += 1
     transitions[(old.value if old else NO_DECISION, new.value)] += 1
     banded = band(old_score) is not band(stored.score)

@@ -17,6 +17,7 @@ from pipeline.db import Database
 from pipeline.errors import ParseError
 from pipeline.ingest import ingest
 from pipeline.models import DeadLetter, DeadLetterStatus, utcnow
+from pipeline.observables import without_control_characters
 from pipeline.plugins import Detector
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 def keep(
     session: AsyncSession, *, detector: str, body: bytes, error: str, source: str = "webhook"
 ) -> DeadLetter:
-    """Add a dead letter to ``session`` (the caller commits)."""
+    """Add a dead letter to ``session`` (the caller commits). The body is kept byte for
+    byte; the parser's error is text for people, and may quote what broke it, so control
+    characters in it (a NUL, which PostgreSQL text cannot hold) become U+FFFD."""
+    error = without_control_characters(error)
     letter = DeadLetter(detector=detector, body=body, error=error[:4000], source=source)
     session.add(letter)
     log.warning("%s (%s): kept an unparsable payload: %s", detector, source, error)

@@ -1,8 +1,11 @@
 """Decide: record, notify, ask for approval, or act automatically — and on whom.
 
-Safety first: protected and privileged accounts are never proposed; automatic action is
-opt-in (``thresholds.auto_act``), and falls back to asking when enrichment is degraded,
-when the hourly blast-radius cap is reached, or in dry-run.
+Safety first: protected accounts and look-alike targets are never proposed. Privileged and
+VIP targets, and actions the policy marks high impact (``two_person``), are proposed for
+two distinct approvers and never run automatically. Automatic action is opt-in
+(``thresholds.auto_act``, and ``auto`` per action rule), and falls back to asking when
+enrichment is degraded, in dry-run, while an approver has paused automation, past the
+hourly caps (all responders, and per responder), or when the responder's cap has tripped.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.controls import Switches
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
 from pipeline.observables import Kind, Observables, account_name, unsafe_characters
-from pipeline.policy import Policy
+from pipeline.policy import ActionPolicy, Policy
 from pipeline.records import Proposal, enrichment_of
+from pipeline.score import vip_reason
 
 # How far a decision goes; a later triage never moves an incident down this scale.
 RANK = {Decision.record: 0, Decision.notify: 1, Decision.ask_approval: 2, Decision.auto_act: 3}
@@ -32,7 +37,23 @@ class Targets(Protocol):
 class Verdict:
     decision: Decision
     reason: str
-    proposed: list[Proposal] = field(default_factory=list)
+    proposed: list[Proposal] = field(default_factory=list)  # every Approve button
+    automatic: list[Proposal] = field(default_factory=list)  # run now, without asking
+    trip: dict[str, int] = field(default_factory=dict)  # responders past their cap: count
+
+
+@dataclass(frozen=True)
+class Brakes:
+    """What may stop automatic action beyond the incident itself (read by triage)."""
+
+    auto_actions_last_hour: int = 0
+    by_responder: Mapping[str, int] = field(default_factory=dict)  # automatic, last hour
+    switches: Switches = field(default_factory=Switches)
+
+
+def two_person(rule: ActionPolicy) -> bool:
+    """Whether the policy marks this action high impact: two approvers for every target."""
+    return rule.two_person
 
 
 def propose(
@@ -60,15 +81,56 @@ def propose(
                 skipped.append(f"{target!r} {unsafe}")  # a look-alike: never a target
             elif policy.is_protected(target) or policy.is_protected(str(facts.get("account", ""))):
                 skipped.append(f"{target} is a protected account")
-            elif facts.get("privileged") and not policy.allow_privileged_targets:
-                skipped.append(f"{target} is privileged")
             elif rule.require_directory_match and not facts.get("found"):
                 skipped.append(f"{target} is not in the directory")
             elif facts.get("disabled"):
                 skipped.append(f"{target} is already disabled")
             else:
-                proposed.append(Proposal(responder=rule.responder, target=target))
+                # privileged and VIP people are contained only when two people agree
+                sensitive = responder.target_kind == "user" and (
+                    (facts.get("privileged") and not policy.allow_privileged_targets)
+                    or vip_reason(account_name(target), facts, policy.scoring.user) is not None
+                )
+                proposed.append(
+                    Proposal(
+                        responder=rule.responder,
+                        target=target,
+                        two_person=bool(sensitive) or two_person(rule),
+                    )
+                )
     return proposed, skipped
+
+
+def _automatic(
+    proposed: list[Proposal], policy: Policy, brakes: Brakes
+) -> tuple[list[Proposal], list[str], dict[str, int]]:
+    """The proposals that may run without asking, why the others may not, and the
+    responders that this incident takes past their hourly cap."""
+    automatic: list[Proposal] = []
+    held: list[str] = []
+    trip: dict[str, int] = {}
+    counts = dict(brakes.by_responder)
+    for proposal in proposed:
+        rule = policy.rule(proposal.responder)
+        what = f"{proposal.responder} on {proposal.target}"
+        if proposal.two_person:
+            held.append(f"{what} needs two approvers")
+        elif not rule.auto:
+            held.append(f"{what} always asks")
+        elif proposal.responder in brakes.switches.tripped:
+            held.append(f"{proposal.responder} is past its hourly cap until an approver resets it")
+        elif rule.max_auto_per_hour is not None and (
+            counts.get(proposal.responder, 0) + 1 > rule.max_auto_per_hour
+        ):
+            trip[proposal.responder] = counts.get(proposal.responder, 0) + 1
+            held.append(
+                f"{proposal.responder} reached its cap of {rule.max_auto_per_hour} "
+                "automatic actions per hour"
+            )
+        else:
+            counts[proposal.responder] = counts.get(proposal.responder, 0) + 1
+            automatic.append(proposal)
+    return automatic, held, trip
 
 
 def decide(
@@ -76,7 +138,7 @@ def decide(
     policy: Policy,
     responders: Mapping[str, Targets],
     *,
-    auto_actions_last_hour: int = 0,
+    brakes: Brakes | None = None,
 ) -> Verdict:
     limits = policy.thresholds
     if incident.suppressed_by:
@@ -90,18 +152,30 @@ def decide(
     if not proposed:
         return Verdict(Decision.notify, f"no containment target{why_not}")
     if limits.auto_act is not None and incident.score >= limits.auto_act:
+        brakes = brakes or Brakes()
+        automatic, held, trip = _automatic(proposed, policy, brakes)
         if incident.degraded:
             reason = "enrichment is degraded, so asking instead of acting"
         elif policy.dry_run:
             reason = "dry-run is on, so asking instead of acting"
-        elif auto_actions_last_hour + len(proposed) > policy.max_auto_actions_per_hour:
+        elif brakes.switches.paused:
+            reason = f"automatic action is paused by <@{brakes.switches.paused_by}>, so asking"
+        elif brakes.auto_actions_last_hour + len(automatic) > policy.max_auto_actions_per_hour:
             reason = (
                 f"the cap of {policy.max_auto_actions_per_hour} automatic actions per hour "
                 "is reached, so asking instead of acting"
             )
+        elif not automatic:
+            reason = f"asking: {'; '.join(held)}"
+            return Verdict(Decision.ask_approval, reason + why_not, proposed, trip=trip)
         else:
+            also = f"; asking for the rest: {'; '.join(held)}" if held else ""
             return Verdict(
-                Decision.auto_act, f"score {incident.score} ≥ {limits.auto_act}{why_not}", proposed
+                Decision.auto_act,
+                f"score {incident.score} ≥ {limits.auto_act}{also}{why_not}",
+                proposed,
+                automatic=automatic,
+                trip=trip,
             )
         return Verdict(Decision.ask_approval, reason + why_not, proposed)
     return Verdict(

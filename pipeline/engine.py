@@ -25,6 +25,7 @@ from pipeline.models import Event, Incident
 from pipeline.notify import Notifier
 from pipeline.observables import Observables
 from pipeline.outbox import Sender
+from pipeline.people import People
 from pipeline.plugins import Enricher, Responder
 from pipeline.policy import Policy
 from pipeline.records import Enrichment
@@ -44,6 +45,7 @@ class Engine:
         responders: Mapping[str, Responder] | None = None,
         notifier: Notifier | None = None,
         approvers: Collection[str] = (),
+        people: People | None = None,
         clock: Clock = system_clock,
         replica: str = "",
     ) -> None:
@@ -60,6 +62,7 @@ class Engine:
             responders=self.responders,
             notifier=notifier,
             approvers=approvers,
+            people=people,
             clock=clock,
         )
         self.worker = Worker(db=db, stages=self, size=policy.worker_concurrency, replica=replica)

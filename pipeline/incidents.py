@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from pipeline import act, audit, outbox, queue, suppress
+from pipeline import act, audit, controls, outbox, queue, suppress
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
-from pipeline.errors import InputError
+from pipeline.enrich import facts_for
+from pipeline.errors import InputError, NotAuthorized
 from pipeline.models import (
     Action,
+    ActionStatus,
     CloseVerdict,
     DeadLetter,
     DeferredLookup,
@@ -34,12 +36,16 @@ from pipeline.models import (
     SuppressionHit,
 )
 from pipeline.notify import Notifier, NullNotifier
+from pipeline.observables import Observables
+from pipeline.people import NoPeople, People
 from pipeline.plugins import Responder
 from pipeline.policy import Policy, SuppressionMatch
-from pipeline.records import Proposal
+from pipeline.records import Proposal, enrichment_of
 from pipeline.suppress import ActiveSuppression
 
 log = logging.getLogger(__name__)
+
+EXPIRY_ACTOR = "fido:expiry"  # who undoes a time-boxed containment
 
 
 @dataclass
@@ -65,9 +71,11 @@ class IncidentService:
         responders: Mapping[str, Responder] | None = None,
         notifier: Notifier | None = None,
         approvers: Collection[str] = (),
+        people: People | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.db = db
+        self.people: People = people or NoPeople()
         self.responders = dict(responders or {})
         self.notifier: Notifier = notifier or NullNotifier()
         self.settings_approvers = frozenset(approvers)
@@ -92,7 +100,11 @@ class IncidentService:
 
     async def deliver(self, message: OutboxMessage) -> None:
         """Deliver one outbox row (the sender retries on error): post or update a card, or
-        run an automatic action (idempotent; it queues the card update itself)."""
+        run an automatic action (idempotent; it queues the card update itself), or tell the
+        channel a notice."""
+        if message.kind == OutboxKind.notice.value:
+            await self.notifier.notice(str(message.payload.get("text", "")))
+            return
         if message.incident_id is None:
             raise InputError(f"outbox message {message.id} names no incident")
         if message.kind == OutboxKind.act.value:
@@ -210,29 +222,124 @@ class IncidentService:
             self.db, actor=actor, approvers=self.approvers, verb=verb, incident_id=incident_id
         )
 
-    async def approve(self, *, incident_id: int, responder: str, target: str, actor: str) -> Action:
-        await self._authorize(actor, "approve", incident_id)
-        await self._open(incident_id)
-        action = await act.execute(
-            db=self.db,
-            policy=self.policy,
-            responders=self.responders,
-            incident_id=incident_id,
-            responder=responder,
-            target=target,
-            requested_by=actor,
-            approved_by=actor,
-        )
-        self.kick()
-        return action
+    async def approve(
+        self,
+        *,
+        incident_id: int,
+        responder: str,
+        target: str,
+        actor: str,
+        version: int | None = None,
+        issued: datetime | None = None,
+    ) -> Action:
+        """An Approve click. Checked every time, server-side: the approver may approve this
+        action, the button is current (``version`` of the card's decision, ``issued`` within
+        the policy's button lifetime), and the approver is not its target."""
+        await self._authorize_action(actor, responder, "approve", incident_id)
+        incident = await self._open(incident_id)
+        self._current(incident, version, issued)
+        await self._not_themselves(actor, incident, responder, target)
+        try:
+            return await act.approve(
+                db=self.db,
+                policy=self.policy,
+                responders=self.responders,
+                incident_id=incident_id,
+                responder=responder,
+                target=target,
+                actor=actor,
+            )
+        finally:
+            self.kick()
 
-    async def deny(self, *, incident_id: int, responder: str, target: str, actor: str) -> Action:
-        await self._authorize(actor, "deny", incident_id)
-        action = await act.deny(
-            db=self.db, incident_id=incident_id, responder=responder, target=target, actor=actor
+    async def deny(
+        self,
+        *,
+        incident_id: int,
+        responder: str,
+        target: str,
+        actor: str,
+        version: int | None = None,
+        issued: datetime | None = None,
+    ) -> Action:
+        await self._authorize_action(actor, responder, "deny", incident_id)
+        incident = await self._open(incident_id)
+        self._current(incident, version, issued)
+        try:
+            return await act.deny(
+                db=self.db, incident_id=incident_id, responder=responder, target=target, actor=actor
+            )
+        finally:
+            self.kick()
+
+    async def _authorize_action(
+        self, actor: str, responder: str, verb: str, incident_id: int
+    ) -> None:
+        """Approvers of this action: FIDO_APPROVERS, the policy's, the action rule's, and
+        members of the rule's Slack user group."""
+        rule = self.policy.rule(responder)
+        allowed = self.approvers | frozenset(rule.approvers)
+        if rule.approver_group and actor not in allowed:
+            try:
+                if await self.people.in_group(actor, rule.approver_group):
+                    return
+            except Exception as exc:  # cannot tell: refuse, and say why
+                log.warning("approver group %s: %s", rule.approver_group, exc)
+        await act.authorize(
+            self.db,
+            actor=actor,
+            approvers=allowed,
+            verb=f"{verb} {responder}",
+            incident_id=incident_id,
         )
-        self.kick()
-        return action
+
+    def _current(self, incident: Incident, version: int | None, issued: datetime | None) -> None:
+        """Refuse a button drawn for an earlier decision, or older than its lifetime."""
+        if version is not None and version != incident.decision_version:
+            raise InputError(
+                "this card has changed since this button was drawn (new alerts or a new "
+                "decision): look at the card again and click there"
+            )
+        lifetime = timedelta(hours=self.policy.button_lifetime_hours)
+        if issued is not None and self.now() - as_utc(issued) > lifetime:
+            raise InputError(
+                f"this button is older than {self.policy.button_lifetime_hours:g} hours: "
+                f"run `/fido incident {incident.id}` for a current card"
+            )
+
+    async def _not_themselves(
+        self, actor: str, incident: Incident, responder: str, target: str
+    ) -> None:
+        """No self-approval: refuse an approver whose Slack e-mail is the target's
+        directory e-mail (and audit it)."""
+        runner = self.responders.get(responder)
+        if runner is None or runner.target_kind != "user":
+            return
+        facts = facts_for(enrichment_of(incident.enrichment), Observables.key("user", target))
+        mail = str(facts.get("mail") or facts.get("email") or "").strip().casefold()
+        if not mail:
+            return
+        try:
+            mine = (await self.people.email(actor) or "").strip().casefold()
+        except Exception as exc:
+            raise InputError(
+                "Fido could not check that you are not approving an action on your own "
+                f"account ({exc}); try again in a moment"
+            ) from None
+        if mine != mail:
+            return
+        async with self.db.session() as session:
+            audit.record(
+                session,
+                actor=actor,
+                verb="refused.self_approval",
+                target=f"{responder}:{target}",
+                incident_id=incident.id,
+            )
+            await session.commit()
+        raise NotAuthorized(
+            f"{target} is your own account: another approver must decide this action"
+        )
 
     async def undo(self, *, incident_id: int, action_id: int, actor: str) -> Action:
         await self._authorize(actor, "undo", incident_id)
@@ -242,6 +349,96 @@ class IncidentService:
             )
         finally:
             self.kick()
+
+    # -- what stops automatic action -----------------------------------------------------
+
+    async def switches(self) -> controls.Switches:
+        async with self.db.session() as session:
+            return await controls.read(session)
+
+    async def pause(self, *, actor: str, reason: str = "") -> bool:
+        """Stop automatic action on every replica (approvers only); False if paused already.
+        Kept across restarts; the channel is told."""
+        await self._authorize(actor, "pause automatic action", None)
+        async with self.db.session() as session:
+            done = await controls.pause(session, actor=actor, reason=reason)
+            await session.commit()
+        self.kick()
+        return done
+
+    async def resume(self, *, actor: str, responder: str | None = None) -> bool:
+        """Lift the pause, or (with ``responder``) reset that responder's tripped hourly
+        cap; False when there was nothing to lift."""
+        await self._authorize(actor, "resume automatic action", None)
+        async with self.db.session() as session:
+            if responder is None:
+                done = await controls.resume(session, actor=actor)
+            else:
+                done = await controls.reset(session, responder=responder, actor=actor)
+            await session.commit()
+        self.kick()
+        return done
+
+    # -- time-boxed containment --------------------------------------------------------------
+
+    async def extend(self, *, action_id: int, hours: float, actor: str) -> Action:
+        """Push back when a time-boxed containment is undone (approvers only)."""
+        if not 0 < hours <= 24 * 90:
+            raise InputError("extend by 1 hour to 90 days")
+        async with self.db.session() as session:
+            action = await session.get(Action, action_id)
+            if action is None:
+                raise InputError(f"there is no action {action_id}")
+        await self._authorize(actor, "extend", action.incident_id)
+        async with self.db.session() as session:
+            action = await session.get(Action, action_id)
+            assert action is not None
+            if action.status != ActionStatus.succeeded.value or action.expires_at is None:
+                raise InputError(f"action {action_id} is not a containment that expires")
+            action.expires_at = max(as_utc(action.expires_at), self.now()) + timedelta(hours=hours)
+            action.updated_at = self.now()
+            session.add(action)
+            audit.record(
+                session,
+                actor=actor,
+                verb="action.extended",
+                target=f"{action.responder}:{action.target}",
+                incident_id=action.incident_id,
+                expires_at=action.expires_at.isoformat(),
+            )
+            if action.incident_id is not None:
+                await outbox.enqueue_card(session, action.incident_id)
+            await session.commit()
+        self.kick()
+        return action
+
+    async def expire_due(self) -> int:
+        """Undo every time-boxed containment whose time has come (the scheduler runs this;
+        Undo's conditional status change keeps two replicas from undoing one action twice).
+        Returns how many were undone."""
+        async with self.db.session() as session:
+            due = (
+                await session.exec(
+                    select(Action.id).where(
+                        Action.status == ActionStatus.succeeded.value,
+                        col(Action.expires_at).is_not(None),
+                        col(Action.expires_at) <= self.now(),
+                    )
+                )
+            ).all()
+        undone = 0
+        for action_id in due:
+            assert action_id is not None
+            try:
+                await act.undo(
+                    db=self.db, responders=self.responders, action_id=action_id, actor=EXPIRY_ACTOR
+                )
+                undone += 1
+            except Exception as exc:  # kept: tried again on the next run, and shown on the card
+                log.warning("expiry of action %s: %s", action_id, exc)
+        if due:
+            self.kick()
+        return undone
 
     async def _open(self, incident_id: int) -> Incident:
         incident = await self.require(incident_id)

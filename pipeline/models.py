@@ -66,6 +66,7 @@ class ActionStatus(StrEnum):
     dry_run = "dry_run"
     undoing = "undoing"
     undone = "undone"
+    awaiting_second = "awaiting_2nd"  # approved once; a second, different approver must too
 
 
 class Event(SQLModel, table=True):
@@ -124,6 +125,8 @@ class Incident(SQLModel, table=True):
     decision: str | None = Field(default=None, max_length=16)
     proposed_actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # bumped when the decision or the proposals change: a button drawn before is stale
+    decision_version: int = Field(default=0)
     event_count: int = 0
     detectors: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     history: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -143,7 +146,8 @@ class Action(SQLModel, table=True):
     """A containment action: asked for, approved or automatic, run at most once."""
 
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(foreign_key="incident.id", index=True)
+    # None for an action run from the command line (``fido respond``)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     responder: str = Field(max_length=64)
     target: str = Field(max_length=255)
     requested_by: str = Field(max_length=64)
@@ -152,11 +156,30 @@ class Action(SQLModel, table=True):
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     undo_data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     undone_by: str | None = Field(default=None, max_length=64)
+    # every approver, in order (two for a two-person action)
+    approvals: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # a time-boxed containment is undone by Fido at this moment unless extended
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+    )
     idempotency_key: str = Field(unique=True, max_length=255)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class Control(SQLModel, table=True):
+    """A switch an approver sets for every replica, kept across restarts: ``pause`` (no
+    automatic action anywhere) and ``cap:RESPONDER`` (that responder's hourly cap tripped:
+    it asks instead of acting until reset)."""
+
+    key: str = Field(primary_key=True, max_length=96)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    set_by: str = Field(max_length=64)
+    set_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
 
@@ -192,6 +215,7 @@ class SuppressionHit(SQLModel, table=True):
 class OutboxKind(StrEnum):
     card = "card"  # post or update the incident's message, rendered when sent
     act = "act"  # run an automatic containment action (payload: responder, target)
+    notice = "notice"  # a message to the channel (payload: text), e.g. "automation paused"
 
 
 class OutboxStatus(StrEnum):
@@ -259,7 +283,10 @@ class SourceCursor(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """Append-only record of who did what to what, and when."""
+    """Append-only record of who did what to what, and when, hash-chained: ``hash`` is the
+    SHA-256 of the entry's canonical form, which includes ``prev_hash``, the hash of the
+    entry before it (``pipeline/audit.py``). Write entries with ``audit.record``: the id
+    and both hashes are given when the transaction commits."""
 
     __tablename__ = "audit_entry"
 
@@ -272,6 +299,9 @@ class AuditEntry(SQLModel, table=True):
     target: str = Field(default="", max_length=255)
     incident_id: int | None = Field(default=None, index=True)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # hex SHA-256; None only until the entry joins the chain at commit (NOT NULL in the table)
+    prev_hash: str | None = Field(default=None, max_length=64, nullable=False)
+    hash: str | None = Field(default=None, max_length=64, nullable=False)
 
 
 class LookupCache(SQLModel, table=True):

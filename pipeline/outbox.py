@@ -88,6 +88,13 @@ def enqueue_act(session: AsyncSession, incident_id: int, proposal: Proposal) -> 
     )
 
 
+def enqueue_notice(session: AsyncSession, text: str) -> None:
+    """Tell the channel ``text`` (not about one incident), in the caller's transaction."""
+    session.add(
+        OutboxMessage(incident_id=None, kind=OutboxKind.notice.value, payload={"text": text})
+    )
+
+
 def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 

@@ -140,6 +140,11 @@ class Proposal(BaseModel):
 
     responder: str
     target: str
+    two_person: bool = False  # runs only after two distinct approvers, never automatically
+
+    def same_action(self, other: Proposal) -> bool:
+        """The same responder on the same target (whatever approval each needs)."""
+        return (self.responder, self.target) == (other.responder, other.target)
 
 
 _PROPOSALS: TypeAdapter[list[Proposal]] = TypeAdapter(list[Proposal])
@@ -150,7 +155,7 @@ def proposals_of(raw: Iterable[Mapping[str, Any]] | None) -> list[Proposal]:
 
 
 def dump_proposals(proposals: Iterable[Proposal]) -> list[dict[str, Any]]:
-    return [p.model_dump(mode="json") for p in proposals]
+    return [p.model_dump(mode="json", exclude_defaults=True) for p in proposals]
 
 
 class History(BaseModel):

@@ -181,7 +181,7 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.casefold()))
 
 
-def _vip(account: str, facts: Mapping[str, Any], weights: UserWeights) -> str | None:
+def vip_reason(account: str, facts: Mapping[str, Any], weights: UserWeights) -> str | None:
     """Why the user is a VIP, or None."""
     if account in {account_name(a) for a in weights.vip_accounts}:
         return "on the VIP list"
@@ -215,7 +215,7 @@ def _user(
             groups = facts.get("privileged_groups") or []
             via = f" ({', '.join(str(g) for g in groups[:3])})" if groups else ""
             lines.add(weights.privileged, f"user {user} is privileged{via}")
-        why = _vip(account, facts, weights)
+        why = vip_reason(account, facts, weights)
         if why:
             lines.add(weights.vip, f"user {user} is {why}")
         verdicts = history.user_verdicts.get(account, {})

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline import act, audit, outbox, queue, suppress
+from pipeline import act, audit, controls, outbox, queue, suppress
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.correlate import Keys, correlate
 from pipeline.db import Database
-from pipeline.decide import RANK, Targets, decide
+from pipeline.decide import RANK, Brakes, Targets, decide
 from pipeline.enrich import enrich, is_degraded, merge
 from pipeline.history import gather
 from pipeline.lookups.enricher import LookupEnricher
@@ -208,32 +208,47 @@ class Triage:
         incident.history = history.model_dump(mode="json")
         incident.score, lines = score(incident, policy, history)
         incident.score_breakdown = dump_breakdown(lines)
-        auto_count = await self._auto_actions_last_hour(session, policy)
-        verdict = decide(incident, policy, self.responders, auto_actions_last_hour=auto_count)
+        brakes = await self._brakes(session, policy)
+        verdict = decide(incident, policy, self.responders, brakes=brakes)
+        for responder, count in verdict.trip.items():
+            cap = policy.rule(responder).max_auto_per_hour or 0
+            await controls.trip(session, responder=responder, cap=cap, count=count)
         before = Decision(incident.decision) if incident.decision else None
         if before is None or RANK[verdict.decision] >= RANK[before]:
             incident.decision = verdict.decision.value
             incident.decision_reason = verdict.reason
         proposed = proposals_of(incident.proposed_actions)
-        had = len(proposed)
-        proposed += [p for p in verdict.proposed if p not in proposed]
+        had = list(proposed)
+        for proposal in verdict.proposed:
+            same = [i for i, p in enumerate(proposed) if p.same_action(proposal)]
+            if not same:
+                proposed.append(proposal)
+            elif proposal.two_person and not proposed[same[0]].two_person:
+                proposed[same[0]] = proposal  # only ever made stricter
         incident.proposed_actions = dump_proposals(proposed)
+        # a new decision or a new button is shown at once; the rest can wait a moment
+        changed = before is None or incident.decision != before.value or proposed != had
+        if changed:
+            incident.decision_version += 1  # buttons drawn before this are stale
         session.add(incident)
         acting = verdict.decision is Decision.auto_act and incident.decision == Decision.auto_act
         publish = incident.decision != Decision.record.value or incident.message_ts is not None
         return Outcome(
             incident=incident,
-            act=list(verdict.proposed) if acting else [],
+            act=list(verdict.automatic) if acting else [],
             publish=publish,
             quiet=history.quiet_repeat,
-            # a new decision or a new button is shown at once; the rest can wait a moment
-            decision_changed=(
-                before is None or incident.decision != before.value or len(proposed) > had
-            ),
+            decision_changed=changed,
         )
 
-    async def _auto_actions_last_hour(self, session: AsyncSession, policy: Policy) -> int:
-        """The blast-radius count, read only when automatic action is enabled at all."""
+    async def _brakes(self, session: AsyncSession, policy: Policy) -> Brakes:
+        """The pause, the tripped caps and the blast-radius counts, read only when
+        automatic action is enabled at all."""
         if policy.thresholds.auto_act is None:
-            return 0
-        return await act.auto_actions_since(session)
+            return Brakes()
+        by_responder = await act.auto_actions_by_responder(session)
+        return Brakes(
+            auto_actions_last_hour=sum(by_responder.values()),
+            by_responder=by_responder,
+            switches=await controls.read(session),
+        )

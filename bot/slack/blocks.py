@@ -15,7 +15,9 @@ alerts (an :class:`~bot.slack.ids.IncidentValue` each).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -43,6 +45,7 @@ from bot.slack.text import (
     truncate,
     who,
 )
+from pipeline.enrich import facts_for
 from pipeline.models import (
     Action,
     ActionStatus,
@@ -55,6 +58,8 @@ from pipeline.records import ScoreLine, breakdown_of, enrichment_of, proposals_o
 
 __all__ = ["card_text", "incident_card", "render_text"]
 
+# (responder, target, the directory's facts about it) → the confirm dialog's text
+Planner = Callable[[str, str, Mapping[str, Any]], str]
 TARGET_MAX = 255  # Action.target's column size: longer proposals cannot be acted on
 MAX_ACTIONS, MAX_PROPOSALS, MAX_PER_KIND = 10, 10, 10
 TOP_REASONS = 5  # score lines on the card; /fido incident N shows them all
@@ -169,16 +174,23 @@ def _action_line(action: Action, label: str) -> str:
     line = f"{STATUS_EMOJI.get(status, '•')} *{escape(label)}* {code(action.target)}"
     if status == ActionStatus.denied:
         line += f" · *Denied* by {who(action.approved_by or action.requested_by)}"
+    elif status == ActionStatus.awaiting_second:
+        approvers = ", ".join(who(a) for a in action.approvals)
+        line += f" · approved by {approvers} · *needs a second, different approver*"
     else:
         line += f" · *{escape(status)}*"
-        if action.approved_by:
+        if len(action.approvals) > 1:
+            line += f" · approved by {' and '.join(who(a) for a in action.approvals)}"
+        elif action.approved_by:
             line += f" · approved by {who(action.approved_by)}"
         if action.requested_by.lower() == "fido" and not action.approved_by:
             line += " · automatic (Fido)"
-        elif action.requested_by != action.approved_by:
+        elif action.requested_by not in (action.approved_by, *action.approvals):
             line += f" · requested by {who(action.requested_by)}"
         if status == ActionStatus.undone:
             line += f" · undone by {who(action.undone_by)}"
+        elif status == ActionStatus.succeeded and action.expires_at is not None:
+            line += f" · *undone by Fido {slack_date(action.expires_at)}* unless extended"
     line += f" · {slack_date(action.updated_at or action.created_at)}"
     if action.result:
         line += f"\n{escape(truncate(action.result, 1000))}"
@@ -213,27 +225,53 @@ def _actions(
 
 
 def _proposals(
-    incident: Incident, incident_id: int, actions: Sequence[Action], labels: Mapping[str, str]
+    incident: Incident,
+    incident_id: int,
+    actions: Sequence[Action],
+    labels: Mapping[str, str],
+    plan: Planner | None,
+    drawn: int,
 ) -> list[Block]:
-    if incident.decision != Decision.ask_approval:
+    if incident.decision not in (Decision.ask_approval, Decision.auto_act):
         return []
-    taken = {(a.responder, a.target) for a in actions}
-    proposed = [(p.responder, p.target) for p in proposals_of(incident.proposed_actions)]
-    pending = [p for p in dict.fromkeys(proposed) if p not in taken]
+    # a decided action has no buttons; one approved once still has, for the second approver
+    decided = {(a.responder, a.target) for a in actions if a.status != ActionStatus.awaiting_second}
+    proposals = {(p.responder, p.target): p for p in proposals_of(incident.proposed_actions)}
+    if incident.decision == Decision.auto_act:  # what ran by itself has its line already
+        proposals = {k: p for k, p in proposals.items() if p.two_person}
+    pending = [p for key, p in proposals.items() if key not in decided]
     blocks: list[Block] = []
-    for responder, target in pending[:MAX_PROPOSALS]:
+    for proposal in pending[:MAX_PROPOSALS]:
+        responder, target = proposal.responder, proposal.target
         label, key = _label(labels, responder), f"{responder}:{target}"
         if len(target) > TARGET_MAX:
             blocks.append(el.context(f"⚠️ cannot act on a {len(target)}-character target"))
             continue
-        value = ButtonValue(incident_id=incident_id, responder=responder, target=target)
+        value = ButtonValue(
+            incident_id=incident_id,
+            responder=responder,
+            target=target,
+            v=incident.decision_version,
+            at=drawn,
+        )
         what = f"{label} {target}"
+        two = " Two different approvers must approve it." if proposal.two_person else ""
+        text = f"Fido will {what} now."
+        if plan is not None:
+            enrichment = enrichment_of(incident.enrichment)
+            facts = facts_for(enrichment, f"user:{target}") or facts_for(
+                enrichment, f"host:{target}"
+            )
+            text = plan(responder, target, facts)
         confirm = el.confirm(
-            "Approve containment?", f"Fido will {what} now (incident #{incident_id}).", "Approve"
+            "Approve containment?", f"{text} (incident #{incident_id}).{two}", "Approve"
         )
-        approve = el.button(
-            ActionId.APPROVE, f"Approve: {what}", value, key, style="danger", confirm=confirm
-        )
+        started = (responder, target) in {
+            (a.responder, a.target) for a in actions if a.status == ActionStatus.awaiting_second
+        }
+        step = " (2 of 2)" if started else " (1 of 2)"
+        button = f"Approve: {what}" + (step if proposal.two_person else "")
+        approve = el.button(ActionId.APPROVE, button, value, key, style="danger", confirm=confirm)
         blocks.append(
             ActionsBlock(elements=[approve, el.button(ActionId.DENY, "Deny", value, key)])
         )
@@ -271,6 +309,8 @@ def incident_card(
     events: Sequence[Event] | None = None,
     suppression_days: int = 30,
     suppression: str | None = None,
+    plan: Planner | None = None,
+    drawn: int | None = None,
 ) -> list[Block]:
     """The blocks of an incident's Slack message (no buttons while it has no id); ``full``
     shows the whole score breakdown by component instead of the top reasons, and
@@ -308,7 +348,8 @@ def incident_card(
                 )
             )
         else:
-            blocks += _proposals(incident, incident.id, actions, labels)
+            drawn_at = drawn if drawn is not None else int(time.time())
+            blocks += _proposals(incident, incident.id, actions, labels, plan, drawn_at)
             blocks.append(lifecycle.close_buttons(incident, incident.id))
     return [b for b in blocks if b is not None][:MAX_BLOCKS]
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, SectionBlock
 from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTextObject
 
-from bot.slack.text import escape, slack_date, truncate
+from bot.slack.text import escape, slack_date, truncate, who
+from pipeline.controls import Switches
 from pipeline.models import Action, Incident
 
 SEVERITY_EMOJI = {
@@ -19,12 +20,37 @@ SEVERITY_EMOJI = {
 }
 
 
+def _switches(switches: Switches | None) -> list[Block]:
+    """Whether automatic action is paused, and which responders went past their cap."""
+    if switches is None or not (switches.paused or switches.tripped):
+        return []
+    lines = []
+    if switches.paused:
+        lines.append(
+            f":double_vertical_bar: *Automatic action is paused* by {who(switches.paused_by)}"
+            + (f" since {slack_date(switches.paused_at)}" if switches.paused_at else "")
+            + " · `/fido resume` lifts it"
+        )
+    for responder in sorted(switches.tripped):
+        lines.append(
+            f":rotating_light: *{escape(responder)}* reached its hourly cap and asks first"
+            f" · `/fido resume {escape(responder)}` resets it"
+        )
+    return [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))]
+
+
 def home_view(
-    incidents: Sequence[Incident], actions: Sequence[Action], *, pending_events: int
+    incidents: Sequence[Incident],
+    actions: Sequence[Action],
+    *,
+    pending_events: int,
+    switches: Switches | None = None,
 ) -> dict[str, object]:
-    """The ``views.publish`` view: up to 15 open incidents and the last 10 actions."""
+    """The ``views.publish`` view: whether automatic action is paused, up to 15 open
+    incidents and the last 10 actions."""
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="Fido")),
+        *_switches(switches),
         ContextBlock(
             elements=[
                 MarkdownTextObject(

@@ -91,6 +91,8 @@ class ButtonValue(ValueModel):
     responder: str
     target: str
     action_id: int | None = None
+    v: int | None = None  # the incident's decision_version when drawn (Approve, Deny)
+    at: int | None = None  # when it was drawn, in Unix seconds: old buttons are refused
 
 
 class IncidentValue(ValueModel):

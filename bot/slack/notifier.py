@@ -15,7 +15,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.blocks import card_text, incident_card
+from bot.slack.blocks import Planner, card_text, incident_card
 from integrations.retry_after import parse_retry_after
 from pipeline.errors import DeliveryError
 from pipeline.models import Action, Incident
@@ -44,11 +44,17 @@ def delivery_error(exc: SlackApiError) -> DeliveryError:
 
 class SlackNotifier:
     def __init__(
-        self, client: AsyncWebClient, *, channel: str, labels: Mapping[str, str] | None = None
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        labels: Mapping[str, str] | None = None,
+        plan: Planner | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
         self.labels = dict(labels or {})
+        self.plan = plan  # the confirm dialog's text for (responder, target)
 
     async def publish(self, incident: Incident, actions: Sequence[Action]) -> MessageRef | None:
         try:
@@ -58,8 +64,16 @@ class SlackNotifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"Slack unreachable: {type(exc).__name__}: {exc}") from None
 
+    async def notice(self, text: str) -> None:
+        try:
+            await self.client.chat_postMessage(channel=self.channel, text=text)
+        except SlackApiError as exc:
+            raise delivery_error(exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Slack unreachable: {type(exc).__name__}: {exc}") from None
+
     async def _publish(self, incident: Incident, actions: Sequence[Action]) -> MessageRef:
-        blocks = incident_card(incident, actions, labels=self.labels)
+        blocks = incident_card(incident, actions, labels=self.labels, plan=self.plan)
         text = card_text(incident)
         if incident.message_channel and incident.message_ts:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,7 +176,32 @@ def test_approve_and_deny_buttons_carry_a_button_value() -> None:
     assert kind_of(deny["action_id"]) is ActionId.DENY
     for button in (approve, deny):
         value = ButtonValue.model_validate_json(button["value"])
-        assert value == ButtonValue(incident_id=3, responder="ad_disable_account", target="alice")
+        assert value.model_dump(exclude={"at"}) == ButtonValue(
+            incident_id=3, responder="ad_disable_account", target="alice", v=0
+        ).model_dump(exclude={"at"})
+        assert value.at is not None and abs(value.at - time.time()) < 60  # when drawn
+
+
+def test_a_two_person_proposal_says_so_on_its_button_and_in_the_dialog() -> None:
+    proposals = [{"responder": "ad_disable_account", "target": "alice", "two_person": True}]
+    approve, _ = buttons(card(make_incident(proposed_actions=proposals)), *APPROVE_DENY)
+    assert approve["text"]["text"] == "Approve: disable alice (1 of 2)"
+    assert "Two different approvers" in approve["confirm"]["text"]["text"]
+
+
+def test_the_confirm_dialog_shows_the_responders_plan() -> None:
+    blocks = incident_card(
+        make_incident(),
+        [],
+        labels={"ad_disable_account": "disable"},
+        plan=lambda responder, target, facts: (
+            f"Disable CORP\\{target} ({facts.get('display_name')}) in Active Directory"
+        ),
+    )
+    approve, _ = buttons([b.to_dict() for b in blocks], *APPROVE_DENY)
+    assert approve["confirm"]["text"]["text"].startswith(
+        "Disable CORP\\alice (Alice Example) in Active Directory"
+    )
 
 
 def test_each_proposal_gets_its_own_unique_buttons_and_default_label() -> None:

@@ -128,6 +128,9 @@ async def test_help(slack_http: Any) -> None:
         "suppress",
         "suppressions",
         "unsuppress",
+        "pause",
+        "resume",
+        "extend",
     ]
     assert "• `/fido close N tp|fp|benign [reason…]`: close incident N with a verdict" in commands
 
@@ -213,6 +216,17 @@ async def test_app_home_lists_open_incidents(
     shown = json.dumps(published["view"])
     # severity high 40 + a real account in the directory 10
     assert "#1" in shown and "Beaconing &lt;!here&gt;" in shown and "50/100" in shown
+    assert "paused" not in shown
+
+    await slack_http.pipeline.incidents.pause(actor="UANALYST", reason="change freeze")
+    response = await slack_http.http.post(
+        "/slack/events",
+        content=body,
+        headers={**signed_headers(SECRET, body), "Content-Type": "application/json"},
+    )
+    await fake_slack.wait_for("views.publish", count=2)
+    shown = json.dumps(fake_slack.calls("views.publish")[1]["view"])
+    assert "Automatic action is paused* by <@UANALYST>" in shown and "/fido resume" in shown
 
 
 async def test_an_oversized_slack_body_is_refused_before_it_is_read(slack_http: Any) -> None:
@@ -257,3 +271,23 @@ async def test_a_declared_oversized_slack_body_is_refused_without_reading(
     )
     assert response.status_code == 413
     assert sent == 0
+
+
+async def test_pause_resume_and_extend_commands(slack_http: Any, fake_slack: FakeSlack) -> None:
+    paused = await slack_http("pause change freeze")
+    assert paused["response_type"] == "ephemeral"
+    assert paused["text"].startswith("Automatic action is paused everywhere")
+    assert (await slack_http("pause"))["text"] == "Automatic action was already paused."
+    switches = await slack_http.pipeline.incidents.switches()
+    assert switches.paused_by == "UANALYST"
+    await slack_http.pipeline.flush()  # the channel is told, through the outbox
+    notices = slack_http.pipeline.incidents.notifier.notices
+    assert "<@UANALYST> paused automatic action: change freeze" in notices[0]
+    assert (await slack_http("resume"))["text"] == "Automatic action is back on."
+    assert (await slack_http("resume"))["text"] == "Automatic action was not paused."
+    assert (await slack_http("resume test_lock"))[
+        "text"
+    ] == "test_lock had not reached its hourly cap."
+    assert "no responder named `nope`" in (await slack_http("resume nope"))["text"]
+    assert "usage: `/fido extend ACTION HOURS`" in (await slack_http("extend 1"))["text"]
+    assert "there is no action 99" in (await slack_http("extend 99 4"))["text"]

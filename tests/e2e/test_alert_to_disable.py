@@ -25,6 +25,7 @@ from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
 from bot.slack.ids import ActionId
 from bot.slack.notifier import SlackNotifier
+from bot.slack.people import SlackPeople
 from bot.wiring import Wiring
 from pipeline import audit
 from pipeline.db import Database
@@ -52,6 +53,7 @@ def bind_error(url: str, user: str, password: str) -> str | None:
 SECRET = "e2e-signing-secret"
 TOKEN = "e2e-webhook-token"
 APPROVER = "UAPPROVER1"
+APPROVER2 = "UAPPROVER2"
 CHANNEL = "C0INCIDENT"
 
 
@@ -113,17 +115,19 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         _env_file=None,  # type: ignore[call-arg]
         FIDO_DATABASE_URL=db.url,
         FIDO_WEBHOOK_TOKEN=TOKEN,
-        FIDO_APPROVERS=APPROVER,
+        FIDO_APPROVERS=f"{APPROVER},{APPROVER2}",
         FIDO_SLACK_CHANNEL=CHANNEL,
         SLACK_BOT_TOKEN=fake_slack.token,
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=fake_slack.base_url,
-        FIDO_AD_URL=samba_ad.url,
-        FIDO_AD_BIND_DN=samba_ad.admin_dn,
-        FIDO_AD_PASSWORD=samba_ad.admin_password,
-        FIDO_AD_BASE_DN=samba_ad.base_dn,
     )
-    wiring = Wiring(settings, Policy())
+    directory = {  # the directory's settings sit beside it (integrations/directory/config.py)
+        "FIDO_AD_URL": samba_ad.url,
+        "FIDO_AD_BIND_DN": samba_ad.admin_dn,
+        "FIDO_AD_PASSWORD": samba_ad.admin_password,
+        "FIDO_AD_BASE_DN": samba_ad.base_dn,
+    }
+    wiring = Wiring(settings, Policy(), environ=directory)
     responders = wiring.responders()
     client = web_client(settings)
     pipeline = Engine(
@@ -133,6 +137,7 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         responders=responders,
         notifier=SlackNotifier(client, channel=CHANNEL, labels=wiring.labels(responders)),
         approvers=settings.approvers,
+        people=SlackPeople(client),
     )
     bolt = build_bolt_app(settings, pipeline, client, wiring.labels(responders))
     api = build_http_app(
@@ -254,13 +259,18 @@ async def test_unsigned_or_stale_clicks_are_refused(
         assert (await session.exec(select(Action))).all() == []
 
 
-async def test_a_privileged_vip_in_real_ad_scores_for_it_and_is_not_proposed(
+async def test_a_privileged_vip_needs_two_approvers_and_never_themselves(
     fido: Fido, samba_ad: Any
 ) -> None:
+    """The domain admin running a credential dump: proposed for two people, never
+    automatic; the first click records an approval, the same approver cannot be the
+    second, an approver cannot approve their own account, and the second, different
+    approver's click disables the account in the real directory."""
     name = f"vip{uuid.uuid4().hex[:8]}"
+    password = "Fido-e2e-Passw0rd!"
     samba_ad.create_user(
         name,
-        "Fido-e2e-Passw0rd!",
+        password,
         display_name="Victor Ip",
         title="Chief Financial Officer",
         groups=["Domain Admins"],
@@ -275,4 +285,45 @@ async def test_a_privileged_vip_in_real_ad_scores_for_it_and_is_not_proposed(
     assert f'+10 user {name} is a VIP by title \\"Chief Financial Officer\\"' in card
     assert f"+10 user {name} is a real account in Active Directory" in card
     assert "90/100" in card  # 60 severity + the user component capped at 30
-    assert buttons(blocks_of(post), ActionId.APPROVE) == []  # privileged: never proposed
+    [approve] = buttons(blocks_of(post), ActionId.APPROVE)
+    assert approve["text"]["text"] == f"Approve: disable {name} (1 of 2)"
+    message = {"channel": post["channel"], "ts": post["ts"]}
+
+    assert (await fido.click(approve, user=APPROVER, message=message)).status_code == 200
+    await fido.slack.wait_for("chat.update", timeout=30)
+    assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
+    first = json.dumps(blocks_of(fido.slack.calls("chat.update")[-1]))
+    assert APPROVER in first and "needs a second, different approver" in first
+
+    await fido.click(approve, user=APPROVER, message=message)  # the same approver again
+    await fido.slack.wait_for("response_url", timeout=30)
+    assert "second, different approver" in fido.slack.calls("response_url")[-1]["text"]
+    assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
+
+    [again] = buttons(blocks_of(fido.slack.calls("chat.update")[-1]), ActionId.APPROVE)
+    assert again["text"]["text"] == f"Approve: disable {name} (2 of 2)"
+    assert (await fido.click(again, user=APPROVER2, message=message)).status_code == 200
+    await fido.slack.wait_for("chat.update", count=2, timeout=30)
+    error = bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password)
+    assert error is not None and "data 533" in error
+    done = json.dumps(blocks_of(fido.slack.calls("chat.update")[-1]))
+    assert f"{APPROVER}" in done and f"{APPROVER2}" in done and "succeeded" in done
+
+
+async def test_an_approver_cannot_approve_an_action_on_their_own_account(
+    fido: Fido, samba_ad: Any
+) -> None:
+    name = f"self{uuid.uuid4().hex[:8]}"
+    password = "Fido-e2e-Passw0rd!"
+    samba_ad.create_user(name, password, mail=f"{name}@corp.example")
+    fido.slack.emails[APPROVER] = f"{name.upper()}@corp.example"  # the approver is the user
+    await fido.alert(title="Ransomware note written", severity="critical", user=name)
+    post = await posted_card(fido)
+    [approve] = buttons(blocks_of(post), ActionId.APPROVE)
+    message = {"channel": post["channel"], "ts": post["ts"]}
+    assert (await fido.click(approve, user=APPROVER, message=message)).status_code == 200
+    await fido.slack.wait_for("response_url", timeout=30)
+    assert "your own account" in fido.slack.calls("response_url")[-1]["text"]
+    assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
+    async with fido.db.session() as session:
+        assert "refused.self_approval" in [e.verb for e in await audit.entries(session)]

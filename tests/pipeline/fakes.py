@@ -43,6 +43,11 @@ class LockResponder:
     name = "test_lock"
     label = "lock"
     target_kind: Kind = "user"
+    reversible = True
+    impact = "low"  # one approver (the action rule may ask for two)
+
+    def plan(self, target: str, facts: object = None) -> str:
+        return f"Lock {target}"
 
     def __init__(self, *, fail: bool = False) -> None:
         self.locked: set[str] = set()

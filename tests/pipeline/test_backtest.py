@@ -92,7 +92,8 @@ async def seed(db: Database, policy: Policy = OLD) -> dict[str, int]:
             db, policy=policy, severity="low", observables={"users": ["ghost"]},
             enrichment={"test_directory": {"facts": {"user:ghost": {"found": False}}}},
         ),
-        # privileged: 85 → 95, critical either way, never proposed → notify either way
+        # privileged: 85 → 95, critical either way, proposed for two approvers, never
+        # automatic → ask_approval either way
         "admin": await store(
             db, policy=policy, severity="critical", observables={"users": ["root"]},
             enrichment=directory(root={"privileged": True}),
@@ -138,8 +139,8 @@ async def test_a_stricter_policy_reports_every_band_and_decision_change(db: Data
         newly_auto=1,
         no_longer_auto=0,
         transitions={
-            "ask_approval": {"ask_approval": 1, "auto_act": 1},
-            "notify": {"ask_approval": 1, "notify": 4},
+            "ask_approval": {"ask_approval": 2, "auto_act": 1},
+            "notify": {"ask_approval": 1, "notify": 3},
         },
     )
     assert json.loads(report.model_dump_json())["changed"][0] == {
@@ -155,9 +156,9 @@ async def test_going_back_to_the_defaults_is_no_longer_automatic(db: Database) -
     assert [c.incident for c in report.changed] == [ids["alice"], ids["bob"], ids["degraded"]]
     assert (report.newly_auto, report.no_longer_auto) == (0, 1)
     assert report.transitions == {
-        "ask_approval": {"ask_approval": 1, "notify": 1},
+        "ask_approval": {"ask_approval": 2, "notify": 1},
         "auto_act": {"ask_approval": 1},
-        "notify": {"notify": 4},
+        "notify": {"notify": 3},
     }
 
 
@@ -165,7 +166,7 @@ async def test_the_same_policy_changes_nothing(db: Database) -> None:
     await seed(db)
     report = await run_backtest(db=db, policy=OLD, responders=RESPONDERS, since=None)
     assert (report.incidents, report.changed, report.band_changes) == (7, [], 0)
-    assert report.transitions == {"ask_approval": {"ask_approval": 2}, "notify": {"notify": 5}}
+    assert report.transitions == {"ask_approval": {"ask_approval": 3}, "notify": {"notify": 4}}
 
 
 async def test_since_takes_only_incidents_created_since(db: Database) -> None:
@@ -262,7 +263,9 @@ async def test_incidents_triaged_by_the_pipeline_replay_exactly(db: Database) ->
     assert (same.incidents, same.changed) == (3, [])
     stricter = await run_backtest(db=db, policy=NEW, responders=RESPONDERS, since=None)
     # alice: critical 60 + directory 20 + 1 more event 3 = 83 → acted on automatically;
-    # bob: high 40 + user (20 + privileged 15, capped at 30) = 70, still high, never proposed
+    # bob: high 40 + user (20 + privileged 15, capped at 30) = 70: privileged, so asked
+    # of two approvers, never automatic
     assert [(c.score, c.decision) for c in stricter.changed] == [
-        ((73, 83), (Decision.ask_approval, Decision.auto_act))
+        ((73, 83), (Decision.ask_approval, Decision.auto_act)),
+        ((65, 70), (Decision.notify, Decision.ask_approval)),
     ]

@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.decide import decide
+from pipeline.controls import Switches
+from pipeline.decide import Brakes, decide
 from pipeline.models import Decision, Incident
 from pipeline.policy import ActionPolicy, Policy, Thresholds
 from pipeline.records import EnrichmentResult, Proposal
@@ -33,7 +34,8 @@ def incident(
 
 
 def policy(**kw: Any) -> Policy:
-    return Policy(actions=[ActionPolicy(responder="test_lock")], **kw)
+    kw.setdefault("actions", [ActionPolicy(responder="test_lock")])
+    return Policy(**kw)
 
 
 def scored(i: Incident, p: Policy) -> Incident:
@@ -80,7 +82,6 @@ def test_below_notify_threshold_is_recorded_only() -> None:
     ("user", "facts", "why"),
     [
         ("Administrator", {"found": True}, "protected"),
-        ("root-ish", {"found": True, "privileged": True}, "privileged"),
         ("ghost", {"found": False}, "not in the directory"),
         ("gone", {"found": True, "disabled": True}, "already disabled"),
     ],
@@ -116,7 +117,7 @@ def test_auto_act_falls_back_to_asking(kw: dict, degraded: bool, recent: int, wh
     i = scored(
         incident(users=["alice"], facts={"user:alice": {"found": True}}, degraded=degraded), p
     )
-    verdict = decide(i, p, RESPONDERS, auto_actions_last_hour=recent)
+    verdict = decide(i, p, RESPONDERS, brakes=Brakes(auto_actions_last_hour=recent))
     assert verdict.decision is Decision.ask_approval
     assert why in verdict.reason
 
@@ -149,3 +150,53 @@ def test_a_source_not_knowing_a_user_does_not_hide_the_directory_knowing_it() ->
         "other": EnrichmentResult(facts={"user:alice": {"found": False}}),
     }
     assert facts_for(enrichment, "user:alice") == {"found": True, "title": "CFO"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "kw"),
+    [
+        ({"found": True, "privileged": True}, {}),
+        ({"found": True, "title": "Chief Executive Officer"}, {}),
+        ({"found": True}, {"two_person": True}),
+    ],
+)
+def test_privileged_vip_and_high_impact_need_two_approvers_and_never_run_alone(
+    facts: dict, kw: dict
+) -> None:
+    p = auto_policy(actions=[ActionPolicy(responder="test_lock", **kw)])
+    i = scored(incident(users=["boss"], facts={"user:boss": facts}), p)
+    i.score = 99
+    verdict = decide(i, p, RESPONDERS)
+    assert verdict.decision is Decision.ask_approval
+    assert verdict.proposed == [Proposal(responder="test_lock", target="boss", two_person=True)]
+    assert verdict.automatic == []
+    assert "needs two approvers" in verdict.reason
+
+
+def test_pause_makes_every_automatic_action_ask() -> None:
+    p = auto_policy()
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
+    paused = Brakes(switches=Switches(paused_by="UBOSS"))
+    verdict = decide(i, p, RESPONDERS, brakes=paused)
+    assert verdict.decision is Decision.ask_approval and verdict.automatic == []
+    assert "paused by <@UBOSS>" in verdict.reason
+    assert decide(i, p, RESPONDERS).automatic == verdict.proposed  # not paused: it acts
+
+
+def test_a_responder_past_its_hourly_cap_trips_and_asks() -> None:
+    p = auto_policy(actions=[ActionPolicy(responder="test_lock", max_auto_per_hour=3)])
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
+    under = decide(i, p, RESPONDERS, brakes=Brakes(by_responder={"test_lock": 2}))
+    assert under.decision is Decision.auto_act and under.trip == {}
+    over = decide(i, p, RESPONDERS, brakes=Brakes(by_responder={"test_lock": 3}))
+    assert over.decision is Decision.ask_approval
+    assert over.trip == {"test_lock": 4}  # the 4th of a cap of 3: trip it
+    tripped = Brakes(switches=Switches(tripped=frozenset({"test_lock"})))
+    assert decide(i, p, RESPONDERS, brakes=tripped).decision is Decision.ask_approval
+
+
+def test_an_action_rule_can_always_ask() -> None:
+    p = auto_policy(actions=[ActionPolicy(responder="test_lock", auto=False)])
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
+    verdict = decide(i, p, RESPONDERS)
+    assert verdict.decision is Decision.ask_approval and "always asks" in verdict.reason

@@ -232,3 +232,19 @@ async def test_more_alerts_than_postgresql_takes_parameters_are_stored_in_chunks
     async with db.session() as session:
         again = await store(session=session, detector="prepared", parsed=many[-2:])
     assert again.created == [] and again.duplicates == ["m-65998", "m-65999"]
+
+
+async def test_a_parser_error_quoting_a_nul_is_kept_as_a_dead_letter(db: Database) -> None:
+    """Polled sources keep unparsable payloads through deadletters.keep too: the error text
+    may quote the NUL that broke the parser; PostgreSQL text cannot hold it."""
+    from pipeline import deadletters
+
+    async with db.session() as session:
+        letter = deadletters.keep(
+            session, detector="generic", body=b'{"id": "a\\u0000"}\x00', error="bad id 'a\x00'"
+        )
+        await session.commit()
+    kept = await deadletters.listing(db)
+    assert [(d.id, d.error, d.body) for d in kept] == [
+        (letter.id, "bad id 'a\ufffd'", b'{"id": "a\\u0000"}\x00')
+    ]

@@ -160,10 +160,10 @@ async def test_approval_runs_responder_once_and_audits(db: Database) -> None:
     first = await pipeline.incidents.approve(
         incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
     )
-    second = await pipeline.incidents.approve(
-        incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
-    )
-    assert first.id == second.id
+    with pytest.raises(InputError, match="already decided: succeeded"):  # a second click
+        await pipeline.incidents.approve(
+            incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
+        )
     assert first.status == "succeeded"
     assert responder.executions == ["alice"]
     assert responder.locked == {"alice"}
@@ -186,7 +186,7 @@ async def test_non_approver_changes_nothing_and_is_audited(db: Database) -> None
     async with db.session() as session:
         refused = await audit.entries(session, verb="refused")
         assert (await session.exec(select(Action))).all() == []
-    assert [(e.actor, e.target) for e in refused] == [("UINTRUDER", "approve")]
+    assert [(e.actor, e.target) for e in refused] == [("UINTRUDER", "approve test_lock")]
 
 
 async def test_only_proposed_targets_can_be_approved(db: Database) -> None:
@@ -203,10 +203,11 @@ async def test_deny_blocks_later_approval(db: Database) -> None:
     denied = await pipeline.incidents.deny(
         incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
     )
-    later = await pipeline.incidents.approve(
-        incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
-    )
-    assert denied.status == later.status == "denied"
+    with pytest.raises(InputError, match="already decided: denied"):
+        await pipeline.incidents.approve(
+            incident_id=incident_id, responder="test_lock", target="alice", actor=APPROVER
+        )
+    assert denied.status == "denied"
     assert responder.executions == []
 
 

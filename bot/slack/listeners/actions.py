@@ -5,6 +5,7 @@ acknowledges, parses and hands off."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -34,6 +35,16 @@ def _value(action: dict[str, Any], model: type[V]) -> V:
         raise InputError("this button carries no valid reference (an old message?)") from None
 
 
+def _drawn(value: ButtonValue) -> dict[str, Any]:
+    """The card version and drawing time an Approve or Deny button carries (required)."""
+    if value.v is None or value.at is None:
+        raise InputError(
+            f"this button is from an older card: run `/fido incident {value.incident_id}` "
+            "for a current one"
+        )
+    return {"version": value.v, "issued": datetime.fromtimestamp(value.at, UTC)}
+
+
 def register(app: AsyncApp, incidents: IncidentService) -> None:
     @app.action(ACTION_ID_PATTERNS[ActionId.APPROVE])
     @answers_errors
@@ -47,6 +58,7 @@ def register(app: AsyncApp, incidents: IncidentService) -> None:
             responder=value.responder,
             target=value.target,
             actor=body["user"]["id"],
+            **_drawn(value),
         )
 
     @app.action(ACTION_ID_PATTERNS[ActionId.DENY])
@@ -61,6 +73,7 @@ def register(app: AsyncApp, incidents: IncidentService) -> None:
             responder=value.responder,
             target=value.target,
             actor=body["user"]["id"],
+            **_drawn(value),
         )
 
     @app.action(ACTION_ID_PATTERNS[ActionId.UNDO])

@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.blocks import card_text, incident_card
+from bot.slack.listeners import control_commands as control
 from bot.slack.listeners import lifecycle_commands as lifecycle
 from bot.slack.listeners.errors import answers_errors
 from bot.slack.listeners.lifecycle_commands import Reply, number
@@ -33,6 +34,9 @@ USAGE = "\n".join(
         "(for the policy's `suppression_days` unless DAYS is given)",
         "• `/fido suppressions`: every suppression in force, with its hits",
         "• `/fido unsuppress ID`: remove a suppression made in Slack",
+        "• `/fido pause [reason…]`: stop automatic action everywhere (approvers)",
+        "• `/fido resume [RESPONDER]`: lift the pause, or reset a responder's hourly cap",
+        "• `/fido extend ACTION HOURS`: keep a time-boxed containment longer (approvers)",
     ]
 )
 INCIDENT_USAGE = "usage: `/fido incident N`, where N is an incident number"
@@ -111,6 +115,12 @@ async def answer(
         return await lifecycle.suppressions(incidents, args)
     if verb == "unsuppress":
         return await lifecycle.unsuppress(incidents, args, actor=actor)
+    if verb == "pause":
+        return await control.pause(incidents, args, actor=actor)
+    if verb == "resume":
+        return await control.resume(incidents, args, actor=actor)
+    if verb == "extend":
+        return await control.extend(incidents, args, actor=actor)
     raise InputError(f"unknown command `{verb[:40]}`.\n{USAGE}")
 
 

@@ -20,5 +20,6 @@ def register(app: AsyncApp, incidents: IncidentService) -> None:
             await incidents.open_incidents(limit=15),
             await incidents.recent_actions(limit=10),
             pending_events=await incidents.pending_events(),
+            switches=await incidents.switches(),
         )
         await client.views_publish(user_id=event["user"], view=view)
