@@ -160,6 +160,10 @@ def decide(
             reason = "dry-run is on, so asking instead of acting"
         elif brakes.switches.paused:
             reason = f"automatic action is paused by <@{brakes.switches.paused_by}>, so asking"
+        elif manual := [
+            d for d in incident.detectors if (rule := policy.detectors.get(d)) and not rule.auto_act
+        ]:
+            reason = f"{', '.join(manual)} alerts never act automatically, so asking"
         elif brakes.auto_actions_last_hour + len(automatic) > policy.max_auto_actions_per_hour:
             reason = (
                 f"the cap of {policy.max_auto_actions_per_hour} automatic actions per hour "

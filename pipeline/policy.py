@@ -53,6 +53,8 @@ class DetectorPolicy(_Strict):
     token_header: str | None = None
     signature: SignatureRule | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # false: an incident this detector's alerts are part of asks instead of acting alone
+    auto_act: bool = True
 
 
 class SourcePolicy(_Strict):

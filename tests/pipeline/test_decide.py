@@ -7,7 +7,7 @@ import pytest
 from pipeline.controls import Switches
 from pipeline.decide import Brakes, decide
 from pipeline.models import Decision, Incident
-from pipeline.policy import ActionPolicy, Policy, Thresholds
+from pipeline.policy import ActionPolicy, DetectorPolicy, Policy, Thresholds
 from pipeline.records import EnrichmentResult, Proposal
 from pipeline.score import score
 from tests.pipeline.fakes import LockResponder
@@ -200,3 +200,14 @@ def test_an_action_rule_can_always_ask() -> None:
     i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
     verdict = decide(i, p, RESPONDERS)
     assert verdict.decision is Decision.ask_approval and "always asks" in verdict.reason
+
+
+def test_a_detector_can_keep_its_incidents_from_acting_automatically() -> None:
+    p = auto_policy(detectors={"generic": DetectorPolicy(), "okta": DetectorPolicy(auto_act=False)})
+    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
+    i.detectors = ["generic"]
+    assert decide(i, p, RESPONDERS).decision is Decision.auto_act
+    i.detectors = ["generic", "okta"]
+    verdict = decide(i, p, RESPONDERS)
+    assert verdict.decision is Decision.ask_approval and verdict.automatic == []
+    assert "okta alerts never act automatically" in verdict.reason

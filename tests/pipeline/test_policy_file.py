@@ -47,7 +47,7 @@ def test_every_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
     )
     assert problems(tmp_path, text) == [
         "4:5: detectors.okta.tokenheader: unknown key, did you mean 'token_header'? (expected"
-        " one of: enabled, field_map, token_env, token_header, signature, options)",
+        " one of: enabled, field_map, token_env, token_header, signature, options, auto_act)",
         "6:11: thresholds.notify: Input should be a valid integer, unable to parse string as"
         " an integer",
         "10:10: scoring.threat.cap: Input should be less than or equal to 100",
