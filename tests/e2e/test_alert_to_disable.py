@@ -327,3 +327,24 @@ async def test_an_approver_cannot_approve_an_action_on_their_own_account(
     assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
     async with fido.db.session() as session:
         assert "refused.self_approval" in [e.verb for e in await audit.entries(session)]
+
+
+async def test_a_replayed_or_forged_click_is_refused_before_anything_runs(
+    fido: Fido, samba_ad: Any
+) -> None:
+    """A signed click captured and sent again after Slack's five-minute window, or signed
+    with another secret, is refused by Bolt's own verification: nothing is disabled."""
+    name = f"rep{uuid.uuid4().hex[:8]}"
+    password = "Fido-e2e-Passw0rd!"
+    samba_ad.create_user(name, password)
+    await fido.alert(title="Ransomware note written", severity="critical", user=name)
+    post = await posted_card(fido)
+    [approve] = buttons(blocks_of(post), ActionId.APPROVE)
+    message = {"channel": post["channel"], "ts": post["ts"]}
+    stale = int(time.time()) - 6 * 60
+    replayed = await fido.click(approve, user=APPROVER, message=message, timestamp=stale)
+    forged = await fido.click(approve, user=APPROVER, message=message, secret="not-the-secret")
+    assert (replayed.status_code, forged.status_code) == (401, 401)
+    assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
+    async with fido.db.session() as session:
+        assert (await session.exec(select(Action))).all() == []
