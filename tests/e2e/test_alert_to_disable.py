@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,15 +128,34 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         "FIDO_AD_PASSWORD": samba_ad.admin_password,
         "FIDO_AD_BASE_DN": samba_ad.base_dn,
     }
-    wiring = Wiring(settings, Policy(), environ=directory)
+    async with running(settings, Policy(), directory, db, fake_slack) as fido:
+        yield fido
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings,
+    policy: Policy,
+    environ: dict[str, str],
+    db: Database,
+    fake_slack: FakeSlack,
+) -> AsyncIterator[Fido]:
+    """Fido wired as ``fido serve`` wires it (bot/service.py), its worker and outbox
+    running, its HTTP app behind an in-process client."""
+    wiring = Wiring(settings, policy, environ=environ)
     responders = wiring.responders()
     client = web_client(settings)
     pipeline = Engine(
         db=db,
-        policy=Policy(),
+        policy=policy,
         enrichers=wiring.enrichers(db),
         responders=responders,
-        notifier=SlackNotifier(client, channel=CHANNEL, labels=wiring.labels(responders)),
+        notifier=SlackNotifier(
+            client,
+            channel=CHANNEL,
+            labels=wiring.labels(responders),
+            plan=lambda responder, target, facts: responders[responder].plan(target, facts),
+        ),
         approvers=settings.approvers,
         people=SlackPeople(client),
     )
@@ -149,12 +169,14 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(pipeline.run(stop, idle=0.1))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
-    ) as http:
-        yield Fido(http=http, slack=fake_slack, pipeline=pipeline, db=db)
-    stop.set()
-    await worker
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
+        ) as http:
+            yield Fido(http=http, slack=fake_slack, pipeline=pipeline, db=db)
+    finally:
+        stop.set()
+        await worker
 
 
 async def posted_card(fido: Fido) -> dict[str, Any]:

@@ -9,23 +9,15 @@ is built from the policy's options by the same wiring as ``fido serve``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from bot.server import build_http_app
 from bot.settings import Settings
-from bot.slack.app import build_bolt_app, web_client
 from bot.slack.ids import ActionId
-from bot.slack.notifier import SlackNotifier
-from bot.slack.people import SlackPeople
-from bot.wiring import Wiring
 from pipeline import audit
 from pipeline.db import Database
-from pipeline.engine import Engine
 from pipeline.policy import ActionPolicy, Policy, Thresholds
 from tests.e2e.test_alert_to_disable import (
     APPROVER,
@@ -36,6 +28,7 @@ from tests.e2e.test_alert_to_disable import (
     blocks_of,
     buttons,
     posted_card,
+    running,
 )
 from tests.fixtures import openvpn as fixtures
 from tests.fixtures.openvpn import OpenVPNServer, eventually, throughout
@@ -76,39 +69,9 @@ async def vpn_fido(
             )
         ],
     )
-    wiring = Wiring(settings, policy, environ={PASSWORD_ENV: openvpn.password or ""})
-    responders = wiring.responders()
-    client = web_client(settings)
-    pipeline = Engine(
-        db=db,
-        policy=policy,
-        enrichers=wiring.enrichers(db),
-        responders=responders,
-        notifier=SlackNotifier(
-            client,
-            channel=CHANNEL,
-            labels=wiring.labels(responders),
-            plan=lambda responder, target, facts: responders[responder].plan(target, facts),
-        ),
-        approvers=settings.approvers,
-        people=SlackPeople(client),
-    )
-    bolt = build_bolt_app(settings, pipeline, client, wiring.labels(responders))
-    api = build_http_app(
-        db=db,
-        detectors=wiring.detectors(),
-        webhook_token=settings.webhook_token,
-        bolt=bolt,
-        on_ingest=pipeline.worker.wakeup.set,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(pipeline.run(stop, idle=0.1))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
-    ) as http:
-        yield Fido(http=http, slack=fake_slack, pipeline=pipeline, db=db)
-    stop.set()
-    await worker
+    environ = {PASSWORD_ENV: openvpn.password or ""}
+    async with running(settings, policy, environ, db, fake_slack) as fido:
+        yield fido
 
 
 async def test_approve_ends_the_vpn_session_and_keeps_it_out_until_undo(
