@@ -139,7 +139,7 @@ async def test_hmac_signature_is_verified(
     assert await count(db) == (1 if status == 202 else 0)
 
 
-@pytest.mark.parametrize(("age", "status"), [(0, 202), (299, 202), (301, 401), (-400, 401)])
+@pytest.mark.parametrize(("age", "status"), [(0, 202), (290, 202), (310, 401), (-400, 401)])
 async def test_timestamped_signature_rejects_replays(
     client: httpx.AsyncClient, age: int, status: int
 ) -> None:
