@@ -82,7 +82,8 @@ class LookupEnricher:
         self.screen = Screen(policy.privacy, policy.allowlist)
         self.breaker = (breakers or Breakers(policy.lookups, clock=clock)).get(lookup.provider)
         self.quota = quota or Quota(db, policy.lookups, clock=clock)
-        self._slots = asyncio.Semaphore(policy.lookups.concurrency)
+        limit = policy.lookups.provider(lookup.provider).concurrency
+        self._slots = asyncio.Semaphore(limit or policy.lookups.concurrency)
 
     def now(self) -> datetime:
         return as_utc(self.clock())

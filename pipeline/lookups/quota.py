@@ -6,11 +6,19 @@ call takes one unit from every window in one transaction, with a conditional UPD
 (``used < limit``), so two replicas can never both take the last unit. When a provider
 answers 429, ``block`` records until when it asked us to wait, and ``take`` refuses until
 then.
+
+A provider without limits (an internal directory, an asset inventory) has nothing to count:
+its calls only check the 429 block, which is read from the database at most once every
+``BLOCK_RECHECK_SECONDS`` per process — a block set by another replica is seen within that
+time (meanwhile at most a few calls meet the vendor's own 429 and block it again); a block
+set by this process is seen at once. That keeps a database transaction off every call to
+the lookups that are made for every alert.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, update
@@ -24,6 +32,7 @@ from pipeline.policy import LookupsPolicy
 
 MINUTE, DAY, BLOCKED = "minute", "day", "blocked"
 SECONDS = {MINUTE: 60, DAY: 86400}
+BLOCK_RECHECK_SECONDS = 1.0  # how stale an unlimited provider's block may be (monotonic)
 
 
 class Quota:
@@ -31,6 +40,7 @@ class Quota:
         self.db = db
         self.policy = policy
         self.clock = clock
+        self._blocks: dict[str, tuple[float, float]] = {}  # provider: (until epoch, read at)
 
     async def take(self, provider: str) -> datetime | None:
         """Take one call from ``provider``'s quota: None when granted, else the moment the
@@ -43,6 +53,9 @@ class Quota:
             for period, limit in ((MINUTE, limits.per_minute), (DAY, limits.per_day))
             if limit is not None
         ]
+        if not windows:
+            until = await self._blocked_until(provider)
+            return datetime.fromtimestamp(until, UTC) if until > epoch else None
         async with self.db.session(durable=False) as session:
             blocked = (
                 await session.exec(
@@ -74,6 +87,23 @@ class Quota:
             await session.commit()
         return None
 
+    async def _blocked_until(self, provider: str) -> float:
+        """The epoch until which ``provider`` asked us to wait (0: not blocked), read from
+        the database at most every BLOCK_RECHECK_SECONDS."""
+        known = self._blocks.get(provider)
+        if known is not None and time.monotonic() - known[1] < BLOCK_RECHECK_SECONDS:
+            return known[0]
+        async with self.db.session(durable=False) as session:
+            blocked = (
+                await session.exec(
+                    select(LookupQuota.used).where(
+                        LookupQuota.provider == provider, LookupQuota.period == BLOCKED
+                    )
+                )
+            ).first()
+        self._blocks[provider] = (float(blocked or 0), time.monotonic())
+        return float(blocked or 0)
+
     async def block(self, provider: str, *, until: datetime) -> None:
         """The provider said "too many requests": refuse calls to it until ``until``."""
         until_epoch = math.ceil(as_utc(until).timestamp())
@@ -87,6 +117,7 @@ class Quota:
                 )
             )
             await session.commit()
+        self._blocks[provider] = (float(until_epoch), time.monotonic())
 
     async def used(self, provider: str, period: str) -> int:
         """Calls taken in the current ``period`` window (for metrics and tests)."""

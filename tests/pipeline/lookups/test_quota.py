@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+from sqlalchemy import delete, event
 from sqlmodel import select
 
 from pipeline.db import Database
+from pipeline.lookups import quota as quota_module
 from pipeline.lookups.quota import Quota
-from pipeline.models import DeferredLookup
+from pipeline.models import DeferredLookup, LookupCache
 from pipeline.policy import LookupsPolicy, Policy, ProviderPolicy
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
 from tests.pipeline.lookups.helpers import obs, policy, wrap
@@ -99,3 +103,56 @@ async def test_a_zero_ttl_is_never_cached(db: Database, clock: Clock, sleeps: Sl
     await enricher.enrich(obs(hashes=[HASHES[0]]))
     await enricher.enrich(obs(hashes=[HASHES[0]]))
     assert len(vendor.calls) == 2
+
+
+async def test_an_unlimited_provider_reads_its_block_at_most_once_a_second(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction per call for a provider without limits; a block set by another
+    replica is seen once the local answer is older than BLOCK_RECHECK_SECONDS."""
+    seconds = [1000.0]
+    monkeypatch.setattr(quota_module.time, "monotonic", lambda: seconds[0])
+    here, there = Quota(db, LookupsPolicy(), clock=clock), Quota(db, LookupsPolicy(), clock=clock)
+    statements: list[str] = []
+    listen = db.engine.sync_engine
+    record = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(listen, "before_cursor_execute", record)
+    try:
+        assert [await here.take("directory") for _ in range(20)] == [None] * 20
+        assert len([s for s in statements if "lookup_quota" in s]) == 1  # read once
+        until = clock.now + timedelta(seconds=30)
+        await there.block("directory", until=until)
+        assert await there.take("directory") == until  # its own block: seen at once
+        assert await here.take("directory") is None  # another replica's: not yet…
+        seconds[0] += quota_module.BLOCK_RECHECK_SECONDS
+        assert await here.take("directory") == until  # …but within the recheck interval
+    finally:
+        event.remove(listen, "before_cursor_execute", record)
+    clock.advance(31)
+    assert await here.take("directory") is None
+
+
+async def test_a_provider_can_have_fewer_calls_in_flight(
+    db: Database, clock: Clock, sleeps: Sleeps
+) -> None:
+    """lookups.concurrency (default 32) bounds every enricher; a provider's own
+    ``concurrency`` bounds it further."""
+    in_flight, peak = [0], [0]
+
+    class Slow(ReputationLookup):
+        async def lookup(self, kind: str, value: str) -> dict[str, Any] | None:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            await asyncio.sleep(0.01)
+            in_flight[0] -= 1
+            return {"verdict": "clean"}
+
+    for limit, expected in ((None, 6), (2, 2)):
+        in_flight[0] = peak[0] = 0
+        rules = LookupsPolicy(providers={"test_vt": ProviderPolicy(concurrency=limit)})
+        enricher = wrap(Slow(), db, clock, sleeps, Policy(lookups=rules))
+        await enricher.enrich(obs(hashes=HASHES))
+        assert peak[0] == expected
+        async with db.session() as session:  # forget the answers: the next round calls again
+            await session.exec(delete(LookupCache))  # type: ignore[call-overload]
+            await session.commit()
