@@ -84,6 +84,13 @@ class Engine:
         assert outcome.incident.id is not None
         return outcome.incident.id
 
+    async def finish_many(
+        self, prepared: Sequence[tuple[Event, Enrichment]]
+    ) -> list[int | Exception]:
+        outcomes = await self.triage.attach_many(prepared)
+        self.sender.wakeup.set()
+        return [o if isinstance(o, Exception) else _incident_id(o.incident) for o in outcomes]
+
     async def handle(self, event: Event) -> int:
         """Both stages for one event (what the worker does, without the pool)."""
         return await self.finish(await self.prepare(event))
@@ -118,3 +125,8 @@ class Engine:
     async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
         """The worker and the outbox sender, until ``stop`` is set."""
         await asyncio.gather(self.worker.run(stop, idle=idle), self.sender.run(stop, idle=idle))
+
+
+def _incident_id(incident: Incident) -> int:
+    assert incident.id is not None
+    return incident.id

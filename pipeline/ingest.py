@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline.batching import Batcher
 from pipeline.db import Database
 from pipeline.errors import ParseError
 from pipeline.models import Event, utcnow
@@ -212,13 +213,6 @@ def _log_duplicates(detector: str, result: IngestResult) -> None:
         log.info("%s: dropped %d duplicate alerts: %s", detector, len(result.duplicates), shown)
 
 
-@dataclass(eq=False)
-class _Delivery:
-    detector: str
-    rows: list[dict[str, Any]]
-    answer: asyncio.Future[IngestResult]
-
-
 class GroupCommit:
     """Stores concurrent webhook deliveries in shared transactions (a group commit).
 
@@ -229,65 +223,25 @@ class GroupCommit:
 
     When a shared transaction fails, each of its deliveries is stored again in a transaction
     of its own, so one delivery's failure is never its neighbours'; an error that belongs
-    to the database (unreachable, locked) reaches every caller it concerns.
+    to the database (unreachable, locked) reaches every caller it concerns. A client that
+    hangs up does not cancel its neighbours' commit (``pipeline/batching.py``).
     """
 
     def __init__(self, db: Database, *, window: float = 0.002, most: int = 5_000) -> None:
         self.db = db
-        self.window = window
-        self.most = most  # rows per shared transaction
-        self._waiting: list[_Delivery] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher: Batcher[list[dict[str, Any]], IngestResult] = Batcher(
+            self._commit, window=window, most=most, size=len, name="fido-group-commit"
+        )
 
     async def store(self, detector: str, parsed: Sequence[ParsedEvent]) -> IngestResult:
         """Check and store one delivery (ParseError when it cannot be stored as it is)."""
         rows = await checked_rows(detector, parsed)
-        delivery = _Delivery(detector, rows, asyncio.get_running_loop().create_future())
-        self._waiting.append(delivery)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="fido-group-commit")
-        # shielded: a client that hangs up does not cancel its neighbours' commit
-        result = await asyncio.shield(delivery.answer)
+        result = await self._batcher.submit(rows)
         _log_duplicates(detector, result)
         return result
-
-    async def _flush(self) -> None:
-        while self._waiting:
-            await asyncio.sleep(self.window)
-            batch: list[_Delivery] = []
-            size = 0
-            while self._waiting and (not batch or size + len(self._waiting[0].rows) <= self.most):
-                delivery = self._waiting.pop(0)
-                batch.append(delivery)
-                size += len(delivery.rows)
-            try:
-                results = await self._commit([d.rows for d in batch])
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0], exc)
-                    continue
-                for delivery in batch:  # alone, so that one failure stays its own
-                    try:
-                        (result,) = await self._commit([delivery.rows])
-                    except Exception as alone:
-                        _settle(delivery, alone)
-                    else:
-                        _settle(delivery, result)
-            else:
-                for delivery, result in zip(batch, results, strict=True):
-                    _settle(delivery, result)
 
     async def _commit(self, deliveries: list[list[dict[str, Any]]]) -> list[IngestResult]:
         async with self.db.session() as session:
             results = await _insert(session, deliveries)
             await session.commit()
         return results
-
-
-def _settle(delivery: _Delivery, outcome: IngestResult | BaseException) -> None:
-    if delivery.answer.done():
-        return
-    if isinstance(outcome, BaseException):
-        delivery.answer.set_exception(outcome)
-    else:
-        delivery.answer.set_result(outcome)

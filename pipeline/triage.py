@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -44,6 +44,7 @@ from pipeline.records import (
     proposals_of,
 )
 from pipeline.score import score
+from pipeline.suppress import ActiveSuppression
 
 log = logging.getLogger(__name__)
 
@@ -111,71 +112,137 @@ class Triage:
     async def attach(self, event: Event, results: Enrichment) -> Outcome:
         """Correlate, score and decide, and complete the event — one transaction, so a crash
         leaves the event either untouched (claimed, to be resumed) or fully processed."""
-        observables = Observables.model_validate(event.observables)
+        [outcome] = await self._attach_all([(event, results)])
+        return outcome
+
+    async def attach_many(
+        self, items: Sequence[tuple[Event, Enrichment]]
+    ) -> list[Outcome | Exception]:
+        """``attach`` for several events (in the order given) in one transaction, each
+        incident scored and decided once, after all of its events in the batch joined it.
+
+        If the shared transaction fails, nothing of it is kept and each event is attached
+        again on its own (read afresh from the database), so one bad event fails alone:
+        its place in the result holds its exception.
+        """
+        if len(items) == 1:
+            return list(await self._attach_all(items))
+        try:
+            return list(await self._attach_all(items))
+        except Exception:
+            log.info("a batch of %d events failed; attaching them one by one", len(items))
+        results: list[Outcome | Exception] = []
+        for event, enrichment in items:
+            try:
+                async with self.db.session(durable=False) as session:
+                    fresh = await session.get(Event, event.id)
+                if fresh is None:
+                    raise LookupError(f"event {event.id} is gone")
+                [outcome] = await self._attach_all([(fresh, enrichment)])
+            except Exception as exc:
+                results.append(exc)
+            else:
+                results.append(outcome)
+        return results
+
+    async def _attach_all(self, items: Sequence[tuple[Event, Enrichment]]) -> list[Outcome]:
         policy = self.policy
         async with self.db.session(durable=False) as session:
             now = as_utc(self.clock())
-            incident = await correlate(
-                session=session, event=event, policy=policy, now=now, keys=self.keys
-            )
-            incident.enrichment = dump_enrichment(
-                merge(enrichment_of(incident.enrichment), results)
-            )
-            incident.degraded = is_degraded(results)
-            assert incident.id is not None
-            await attach_waiters(  # answers left pending come back through refresh()
-                session,
-                sqlite=self.db.sqlite,
-                incident_id=incident.id,
-                results=results,
-                lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
-            )
-            hit = await suppress.first_match(
-                session,
-                policy=policy,
-                now=now,
-                detector=event.detector,
-                title=event.title,
-                observables=observables,
-            )
-            if hit is not None:
-                event.suppressed_by = hit.key
-                session.add(event)
-                await suppress.count_hit(session, sqlite=self.db.sqlite, key=hit.key, now=now)
-                if incident.event_count == 1:  # it opened this incident
-                    incident.suppressed_by = hit.key
-            else:  # an alert no suppression matches is triaged, even in a silenced incident
-                incident.suppressed_by = None
-            if hit is not None and incident.event_count > 1:
-                outcome = Outcome(incident=incident, suppressed_by=hit.key)
-                session.add(incident)
-            else:
-                outcome = await self._assess(session, incident, event, policy=policy)
-                outcome.suppressed_by = hit.key if hit else None
-            audit.record(
-                session,
-                actor=act.SYSTEM_ACTOR,
-                verb="incident.suppressed" if hit else "incident.scored",
-                target=event.detector,
-                incident_id=incident.id,
-                event_id=event.id,
-                score=incident.score,
-                decision=incident.decision,
-                degraded=incident.degraded,
-                suppression=hit.key if hit else None,
-            )
-            await _enqueue(session, outcome, now)
-            await queue.complete(session, event)
+            joined: list[tuple[Event, Incident, ActiveSuppression | None]] = []
+            assess: dict[int, Event] = {}  # incident → its last event that is triaged
+            incidents: dict[int, Incident] = {}
+            for event, results in items:
+                incident, hit = await self._join(session, event, results, policy=policy, now=now)
+                assert incident.id is not None
+                joined.append((event, incident, hit))
+                incidents[incident.id] = incident
+                if hit is None or incident.event_count == 1:  # else it changes no decision
+                    assess[incident.id] = event
+            outcomes: dict[int, Outcome] = {}
+            for incident_id, incident in incidents.items():
+                last = assess.get(incident_id)
+                if last is None:  # only suppressed alerts joined it
+                    outcomes[incident_id] = Outcome(incident=incident)
+                    session.add(incident)
+                else:
+                    outcomes[incident_id] = await self._assess(
+                        session, incident, last, policy=policy
+                    )
+            for event, incident, hit in joined:
+                audit.record(
+                    session,
+                    actor=act.SYSTEM_ACTOR,
+                    verb="incident.suppressed" if hit else "incident.scored",
+                    target=event.detector,
+                    incident_id=incident.id,
+                    event_id=event.id,
+                    score=incident.score,
+                    decision=incident.decision,
+                    degraded=incident.degraded,
+                    suppression=hit.key if hit else None,
+                )
+            for outcome in outcomes.values():
+                await _enqueue(session, outcome, now)
+            for event, _, _ in joined:
+                await queue.complete(session, event)
             await session.commit()
-        log.info(
-            "event %s → incident %s: score %s, %s%s",
-            event.id,
-            incident.id,
-            incident.score,
-            incident.decision,
-            f" (suppressed by {hit.key})" if hit else "",
+        for event, incident, hit in joined:
+            log.info(
+                "event %s → incident %s: score %s, %s%s",
+                event.id,
+                incident.id,
+                incident.score,
+                incident.decision,
+                f" (suppressed by {hit.key})" if hit else "",
+            )
+        return [  # each event's own outcome: its incident's, with its own suppression
+            replace(outcomes[incident.id], suppressed_by=hit.key if hit else None)
+            for _, incident, hit in joined
+            if incident.id is not None
+        ]
+
+    async def _join(
+        self,
+        session: AsyncSession,
+        event: Event,
+        results: Enrichment,
+        *,
+        policy: Policy,
+        now: datetime,
+    ) -> tuple[Incident, ActiveSuppression | None]:
+        """Attach ``event`` to its incident with its enrichment, and match suppressions."""
+        observables = Observables.model_validate(event.observables)
+        incident = await correlate(
+            session=session, event=event, policy=policy, now=now, keys=self.keys
         )
-        return outcome
+        incident.enrichment = dump_enrichment(merge(enrichment_of(incident.enrichment), results))
+        incident.degraded = is_degraded(results)
+        assert incident.id is not None
+        await attach_waiters(  # answers left pending come back through refresh()
+            session,
+            sqlite=self.db.sqlite,
+            incident_id=incident.id,
+            results=results,
+            lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
+        )
+        hit = await suppress.first_match(
+            session,
+            policy=policy,
+            now=now,
+            detector=event.detector,
+            title=event.title,
+            observables=observables,
+        )
+        if hit is not None:
+            event.suppressed_by = hit.key
+            session.add(event)
+            await suppress.count_hit(session, sqlite=self.db.sqlite, key=hit.key, now=now)
+            if incident.event_count == 1:  # it opened this incident
+                incident.suppressed_by = hit.key
+        else:  # an alert no suppression matches is triaged, even in a silenced incident
+            incident.suppressed_by = None
+        return incident, hit
 
     async def refresh(self, incident_id: int) -> Outcome | None:
         """Triage an incident again because its facts changed (a late lookup answer)."""

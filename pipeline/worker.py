@@ -4,10 +4,13 @@ Up to ``size`` events are in flight at once in one process. One claimer fills th
 slots, several at a time, in one statement (SQLite has one writer, and on PostgreSQL
 ``SKIP LOCKED`` keeps replicas apart). Each event then runs its slow stage (``prepare``:
 enrichment, I/O-bound) concurrently with the others, then its short transactional stage
-(``finish``: correlate → score → decide → complete) one at a time per process. An event
-waits before ``finish`` for every earlier event still in flight that shares a correlation
-key with it, so one incident's events are triaged in the order they were claimed, without
-one slow lookup holding up unrelated ones.
+(``finish``: correlate → score → decide → complete), one batch at a time per process: the
+events that are ready when the previous batch ends are finished together, in claim order,
+in one transaction (``finish_many``), so a storm about one host costs one incident update
+per batch rather than one per alert. An event is ready once it is prepared and every
+earlier event still in flight that shares a correlation key with it is ready or done, so
+one incident's events are triaged in the order they were claimed, without one slow lookup
+holding up unrelated ones.
 
 Leases of the events in flight are renewed while they are worked on. One bad event never
 stops the others: its error is logged and kept on the row, it is retried a few times, then
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,9 +45,10 @@ class Stages(Protocol):
         """The slow part, run concurrently (enrichment)."""
         ...
 
-    async def finish(self, prepared: Any) -> int:
-        """The transactional part, one at a time: triage and complete the event; returns
-        the incident it joined."""
+    async def finish_many(self, prepared: Sequence[Any]) -> list[int | Exception]:
+        """The transactional part, one batch at a time: triage and complete the events (in
+        the order given); for each, the incident it joined or the exception that failed it
+        alone (one failing event never fails the others of its batch)."""
         ...
 
 
@@ -52,6 +57,9 @@ class _Ticket:
     event: Event
     keys: set[str]
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # prepared, waiting to finish
+    prepared: Any = None
+    result: int | Exception | None = None
 
 
 class Worker:
@@ -62,6 +70,7 @@ class Worker:
         self.replica = replica
         self.wakeup = asyncio.Event()  # set when new events may be waiting
         self._finishing = asyncio.Lock()
+        self._ready: list[_Ticket] = []  # prepared, in order, for the next batch
         self._in_flight: list[_Ticket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
@@ -141,12 +150,17 @@ class Worker:
         event = ticket.event
         assert event.id is not None
         try:
-            prepared = await self.stages.prepare(event)
+            ticket.prepared = await self.stages.prepare(event)
             for earlier in self._in_flight[: self._in_flight.index(ticket)]:
                 if earlier.keys & ticket.keys:
-                    await earlier.done.wait()
-            async with self._finishing:
-                await self.stages.finish(prepared)
+                    await _first(earlier.ready, earlier.done)
+            self._ready.append(ticket)
+            ticket.ready.set()
+            async with self._finishing:  # whoever holds it finishes every ready event
+                if ticket.result is None:
+                    await self._finish_ready()
+            if isinstance(ticket.result, Exception):
+                raise ticket.result
         except Exception as exc:  # isolate the failure to this event, keep it
             if not isinstance(exc, FidoError):
                 log.exception("event %s failed", event.id)
@@ -161,6 +175,18 @@ class Worker:
             ticket.done.set()
             self._freed.set()
 
+    async def _finish_ready(self) -> None:
+        """Finish every ready event as one batch, in claim order."""
+        order = {id(t): i for i, t in enumerate(self._in_flight)}
+        batch = sorted(self._ready, key=lambda t: order[id(t)])
+        self._ready.clear()
+        try:
+            results = await self.stages.finish_many([t.prepared for t in batch])
+        except Exception as exc:  # the stage could not even say which event failed
+            results = [exc] * len(batch)
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.result = result
+
     def _keys(self, event: Event) -> set[str]:
         try:
             return self.stages.keys(event)
@@ -174,3 +200,15 @@ class Worker:
                 await queue.renew(self.db, [t.event for t in self._in_flight])
             except Exception:
                 log.exception("could not renew the leases of events in flight")
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

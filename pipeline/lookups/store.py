@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline.batching import Batcher
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.models import DeferredLookup, LookupCache, LookupWaiter, utcnow
@@ -107,11 +108,22 @@ async def attach_waiters(
 
 
 class LookupStore:
-    """The cache, deferred lookups and waiters, on one database with one clock."""
+    """The cache, deferred lookups and waiters, on one database with one clock.
+
+    Cache reads and writes made concurrently (the lookups of many events in flight) share
+    one statement and one transaction (``pipeline/batching.py``): each caller still gets its
+    own answer, and a write is committed before ``put`` returns.
+    """
 
     def __init__(self, db: Database, *, clock: Clock = system_clock) -> None:
         self.db = db
         self.clock = clock
+        self._reads: Batcher[list[str], dict[str, Cached]] = Batcher(
+            self._read, most=500, size=len, name="fido-cache-read"
+        )
+        self._writes: Batcher[dict[str, Any], None] = Batcher(
+            self._write, most=500, name="fido-cache-write"
+        )
 
     def now(self) -> datetime:
         return as_utc(self.clock())
@@ -123,33 +135,47 @@ class LookupStore:
         keys = list({cache_key(enricher, kind, value) for kind, value in items})
         if not keys:
             return {}
+        return await self._reads.submit(keys)
+
+    async def _read(self, wanted: list[list[str]]) -> list[dict[str, Cached]]:
+        every = sorted({key for keys in wanted for key in keys})
         async with self.db.session(durable=False) as session:
             rows = await session.exec(
                 select(LookupCache).where(
-                    col(LookupCache.key).in_(keys), col(LookupCache.expires_at) > self.now()
+                    col(LookupCache.key).in_(every), col(LookupCache.expires_at) > self.now()
                 )
             )
-            return {row.key: Cached(row.found, row.facts) for row in rows.all()}
+            found = {row.key: Cached(row.found, row.facts) for row in rows.all()}
+        return [{key: found[key] for key in keys if key in found} for keys in wanted]
 
     async def put(
         self, enricher: str, kind: str, value: str, facts: dict[str, Any] | None, *, ttl: float
     ) -> None:
         now = self.now()
-        fields = {
-            "enricher": enricher,
-            "kind": kind,
-            "value": canonical(kind, value),
-            "found": facts is not None,
-            "facts": facts,
-            "fetched_at": now,
-            "expires_at": now + timedelta(seconds=ttl),
-        }
-        statement = insert_for(self.db, LookupCache).values(
-            key=cache_key(enricher, kind, value), **fields
+        await self._writes.submit(
+            {
+                "key": cache_key(enricher, kind, value),
+                "enricher": enricher,
+                "kind": kind,
+                "value": canonical(kind, value),
+                "found": facts is not None,
+                "facts": facts,
+                "fetched_at": now,
+                "expires_at": now + timedelta(seconds=ttl),
+            }
+        )
+
+    async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
+        latest = {row["key"]: row for row in rows}  # one row may not be upserted twice
+        statement = insert_for(self.db, LookupCache).values(list(latest.values()))
+        fields = [name for name in rows[0] if name != "key"]
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"], set_={name: statement.excluded[name] for name in fields}
         )
         async with self.db.session(durable=False) as session:
-            await session.exec(statement.on_conflict_do_update(index_elements=["key"], set_=fields))
+            await session.exec(statement)
             await session.commit()
+        return [None] * len(rows)
 
     # -- deferred lookups -------------------------------------------------------------------
 

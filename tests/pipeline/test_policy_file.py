@@ -101,7 +101,7 @@ def test_unknown_keys_list_what_each_model_accepts(tmp_path: Path) -> None:
         + ", ".join(ActionPolicy.model_fields)
         + ")",
         "12:18: lookups.providers.virustotal.per_hour: unknown key (expected one of:"
-        " per_minute, per_day, breaker_failures, breaker_cooldown_seconds)",
+        " per_minute, per_day, breaker_failures, breaker_cooldown_seconds, concurrency)",
     ]
 
 

@@ -174,3 +174,36 @@ async def test_a_batch_claim_takes_the_oldest_few_and_never_one_twice(db: Databa
     rest = await queue.claim_many(db, 10, replica="c")
     assert len(rest) == 1
     assert await queue.claim_many(db, 10, replica="c") == []
+
+
+async def test_ready_events_are_triaged_together_and_one_bad_event_fails_alone(
+    db: Database, mocker: Any
+) -> None:
+    """Events ready at once share one transaction, each incident scored once per batch;
+    when one of them breaks triage, the others are triaged one by one and nothing is lost."""
+    alerts = [{"id": str(i), "title": "storm", "user": "alice"} for i in range(12)]
+    alerts += [{"id": "bad", "title": "poison", "user": "mallory"}]
+    await send(db, alerts)
+    pool = engine(db, SlowEnricher(delay=0.05), size=16)
+    batches: list[int] = []
+    attach_all = pool.triage._attach_all
+
+    async def spy(items: Any) -> Any:
+        batches.append(len(items))
+        if any(event.title == "poison" for event, _ in items):
+            raise RuntimeError("triage broke on the poison alert")
+        return await attach_all(items)
+
+    mocker.patch.object(pool.triage, "_attach_all", spy)
+    assert await pool.worker.drain() >= 13  # the bad one is tried again a few times
+    assert max(batches) > 1  # ready events went together…
+    async with db.session() as session:
+        events = (await session.exec(select(Event).order_by(col(Event.id)))).all()
+        [incident] = (await session.exec(select(Incident))).all()
+    by_title = Counter((e.title, e.status) for e in events)
+    assert by_title[("storm", "done")] == 12  # …and survived their neighbour's failure
+    [bad] = [e for e in events if e.title == "poison"]
+    assert bad.status == "failed" and "poison alert" in (bad.last_error or "")
+    assert incident.event_count == 12  # counted once each, never twice
+    ids = await scored_event_ids(db)
+    assert sorted(ids) == [e.id for e in events if e.title == "storm"]  # in claim order

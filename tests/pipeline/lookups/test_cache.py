@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from sqlalchemy import event
+
 from pipeline.db import Database
 from pipeline.lookups.enricher import LookupEnricher
 from tests.pipeline.lookups.fakes import Clock, ReputationLookup, Sleeps
@@ -78,3 +83,43 @@ async def test_only_supported_kinds_are_looked_up(
     assert facts == {"ip:8.8.8.8": {"asn": 15169}}
     assert vendor.calls == [("ip", "8.8.8.8")]
     assert isinstance(enricher, LookupEnricher) and enricher.name == "test_reputation"
+
+
+async def test_concurrent_lookups_share_their_cache_reads_and_writes(
+    db: Database, clock: Clock, sleeps: Sleeps
+) -> None:
+    """32 events' lookups in flight at once: one cache read and a write or two between
+    them (not 32 of each), each answer still its own and kept."""
+    hashes = [f"{i:064x}" for i in range(32)]
+    everyone_asked = asyncio.Event()
+
+    class Gated(ReputationLookup):  # answers once all 32 are in flight, as a slow vendor
+        async def lookup(self, kind: str, value: str) -> dict[str, Any] | None:
+            if len(self.calls) == len(hashes) - 1:
+                everyone_asked.set()
+            answer = await super().lookup(kind, value)
+            await everyone_asked.wait()
+            return answer
+
+    vendor = Gated({h: {"verdict": f"v{i}"} for i, h in enumerate(hashes)})
+    enricher = wrap(vendor, db, clock, sleeps)
+    statements: list[str] = []
+    sync = db.engine.sync_engine
+
+    def on_statement(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(sync, "before_cursor_execute", on_statement)
+    try:
+        answers = await asyncio.gather(*(enricher.enrich(obs(hashes=[h])) for h in hashes))
+    finally:
+        event.remove(sync, "before_cursor_execute", on_statement)
+    assert answers == [{f"hash:{h}": {"verdict": f"v{i}"}} for i, h in enumerate(hashes)]
+    assert len([s for s in statements if "FROM lookup_cache" in s]) == 1
+    writes = [s for s in statements if s.startswith("INSERT INTO lookup_cache")]
+    assert 1 <= len(writes) <= 2  # answers that arrive together share one write
+    vendor.calls.clear()  # and every answer was kept: no second call
+    assert await enricher.enrich(obs(hashes=hashes)) == {
+        f"hash:{h}": {"verdict": f"v{i}"} for i, h in enumerate(hashes)
+    }
+    assert vendor.calls == []

@@ -1,0 +1,97 @@
+"""Micro-batching: concurrent calls that arrive within a short window share one call.
+
+Fido's single process runs many small, concurrent database operations — webhook
+deliveries, the cache reads and writes of 32 lookups in flight — and on SQLite each
+transaction also queues for the one connection. A :class:`Batcher` collects the items
+submitted within ``window`` seconds and hands them to one ``run(items)`` that returns one
+result per item, in order; each caller waits for its own. ``run`` usually makes one
+transaction of the whole batch, so N callers cost one transaction instead of N.
+
+When ``run`` fails for a batch of several, every item is run again on its own, so one
+bad item's failure is never its neighbours'. A caller that is cancelled (a client that
+hung up) does not cancel the batch its item is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[In, Out]):
+    item: In
+    answer: asyncio.Future[Out] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Batcher(Generic[In, Out]):
+    def __init__(
+        self,
+        run: Callable[[list[In]], Awaitable[Sequence[Out]]],
+        *,
+        window: float = 0.002,
+        most: int = 1_000,
+        size: Callable[[In], int] = lambda _: 1,
+        name: str = "fido-batch",
+    ) -> None:
+        self.run = run
+        self.window = window
+        self.most = most  # total size of one batch (at least one item, however large)
+        self.size = size
+        self.name = name
+        self._waiting: list[_Waiting[In, Out]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: In) -> Out:
+        """``item``'s result, from the batch it joins (its own exception if it failed)."""
+        waiting: _Waiting[In, Out] = _Waiting(item)
+        self._waiting.append(waiting)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=self.name)
+        return await asyncio.shield(waiting.answer)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self.window)
+            batch: list[_Waiting[In, Out]] = []
+            total = 0
+            while self._waiting and (
+                not batch or total + self.size(self._waiting[0].item) <= self.most
+            ):
+                waiting = self._waiting.pop(0)
+                batch.append(waiting)
+                total += self.size(waiting.item)
+            try:
+                results = await self.run([w.item for w in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)}")
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0], exc)
+                    continue
+                for waiting in batch:  # alone, so that one failure stays its own
+                    try:
+                        (result,) = await self.run([waiting.item])
+                    except Exception as alone:
+                        _settle(waiting, alone)
+                    else:
+                        _settle(waiting, result)
+            else:
+                for waiting, result in zip(batch, results, strict=True):
+                    _settle(waiting, result)
+
+
+def _settle(waiting: _Waiting[In, Out], outcome: Out | Exception) -> None:
+    if waiting.answer.done():
+        return
+    if isinstance(outcome, Exception):
+        waiting.answer.set_exception(outcome)
+    else:
+        waiting.answer.set_result(outcome)
