@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -157,7 +159,12 @@ def export(
     start = parse_since(since, now=datetime.now(UTC)) if since is not None else None
     settings = _settings()
     if output is None:
-        asyncio.run(_export(settings, start, lambda text: typer.echo(text, nl=False)))
+        try:
+            asyncio.run(_export(settings, start, lambda text: typer.echo(text, nl=False)))
+            sys.stdout.flush()
+        except BrokenPipeError:  # e.g. `fido audit export | head`: the reader has enough
+            devnull = os.open(os.devnull, os.O_WRONLY)  # no second error when Python exits
+            os.dup2(devnull, sys.stdout.fileno())
         return
     try:
         handle = output.open("w", encoding="utf-8")

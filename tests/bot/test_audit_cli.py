@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,3 +167,35 @@ def test_export_refuses_what_it_cannot_do(hashes: list[str]) -> None:
     since = fido("export", "--since", "last tuesday")
     assert since.exit_code == 2 and "neither a duration" in since.output
     assert fido("export", "--format", "csv").exit_code == 2
+
+
+async def _write_many(url: str, count: int) -> None:
+    db = database.Database(url)
+    try:
+        async with db.session() as session:
+            session.add_all(
+                AuditEntry(at=NOW, actor="fido", verb="test.bulk", target=f"t{n}", detail={})
+                for n in range(count)
+            )
+            await session.commit()
+    finally:
+        await db.dispose()
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly(hashes: list[str], database_url: str) -> None:
+    """``fido audit export | head -1``: the reader stops after one line, long before the
+    export (far more than a pipe holds) is written; it stops without a traceback."""
+    asyncio.run(_write_many(database_url, 2_000))
+    export = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "audit", "export"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert export.stdout is not None
+    first = export.stdout.readline()
+    export.stdout.close()  # what head does once it has its line
+    _, errors = export.communicate(timeout=60)
+    assert json.loads(first)["hash"] == hashes[0]
+    assert b"Traceback" not in errors and b"BrokenPipe" not in errors, errors.decode()
+    assert export.returncode == 0, errors.decode()  # the reader had enough: not a failure
