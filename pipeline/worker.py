@@ -33,6 +33,8 @@ from pipeline.models import Event
 
 log = logging.getLogger(__name__)
 
+FINISH_BATCH = 16  # events triaged in one transaction at most
+
 
 class Stages(Protocol):
     """What the worker hands each claimed event to (the engine)."""
@@ -156,8 +158,8 @@ class Worker:
                     await _first(earlier.ready, earlier.done)
             self._ready.append(ticket)
             ticket.ready.set()
-            async with self._finishing:  # whoever holds it finishes every ready event
-                if ticket.result is None:
+            async with self._finishing:  # whoever holds it finishes the ready events
+                while ticket.result is None:
                     await self._finish_ready()
             if isinstance(ticket.result, Exception):
                 raise ticket.result
@@ -176,10 +178,12 @@ class Worker:
             self._freed.set()
 
     async def _finish_ready(self) -> None:
-        """Finish every ready event as one batch, in claim order."""
+        """Finish the first FINISH_BATCH ready events as one batch, in claim order."""
         order = {id(t): i for i, t in enumerate(self._in_flight)}
-        batch = sorted(self._ready, key=lambda t: order[id(t)])
-        self._ready.clear()
+        ready = sorted(self._ready, key=lambda t: order[id(t)])
+        # a batch runs without a pause (SQLite statements run inline): bound it, so that a
+        # webhook's commit never waits long behind it
+        batch, self._ready = ready[:FINISH_BATCH], ready[FINISH_BATCH:]
         try:
             results = await self.stages.finish_many([t.prepared for t in batch])
         except Exception as exc:  # the stage could not even say which event failed
