@@ -26,7 +26,7 @@ plugin alike (``build_plugin``); the pipeline only sees the instance protocols b
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -64,6 +64,18 @@ class ParsedEvent:
     vendor_severity: str | None = None  # the detector's own word, e.g. "Critical", "5"
 
 
+class Delivery(list[ParsedEvent]):
+    """The events of one delivery, and what it held that is no alert: ``skipped`` maps
+    each reason (e.g. "EVE 'dns' record: not an alert") to how many records it covers.
+    The webhook answers them in its 202, so the sender sees why nothing was stored."""
+
+    def __init__(
+        self, events: Iterable[ParsedEvent] = (), skipped: dict[str, int] | None = None
+    ) -> None:
+        super().__init__(events)
+        self.skipped: dict[str, int] = dict(skipped or {})
+
+
 @runtime_checkable
 class Detector(Protocol):
     name: str
@@ -85,7 +97,8 @@ class Detector(Protocol):
         ...
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        """Turn one delivery into events; raise ParseError when it cannot."""
+        """Turn one delivery into events (a :class:`Delivery` when some records were read
+        and skipped as no alert); raise ParseError when it cannot."""
         ...
 
 

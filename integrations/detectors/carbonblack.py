@@ -28,20 +28,19 @@ INTERNAL_OUTBOUND, INTERNAL_INBOUND) gives its addresses their source/destinatio
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
-    fingerprint,
+    has,
     raw_json,
     severity_from_number,
     text,
     timestamp,
 )
-from pipeline.errors import ParseError
+from integrations.detectors.extract import basename, ident
 from pipeline.observables import Observables
 from pipeline.plugins import ParsedEvent, detectors
 
@@ -57,35 +56,37 @@ _TIMES = (
 )
 
 
-def _records(document: Any) -> list[Any]:
-    if isinstance(document, Mapping) and "results" in document:
-        results = document["results"]
-        if not isinstance(results, list):
-            raise ParseError("carbonblack: results is not a list")
-        return results
-    return [document]
+TYPES = (
+    "CB_ANALYTICS",
+    "WATCHLIST",
+    "DEVICE_CONTROL",
+    "CONTAINER_RUNTIME",
+    "HOST_BASED_FIREWALL",
+    "INTRUSION_DETECTION_SYSTEM",
+    "NETWORK_TRAFFIC_ANALYSIS",
+    "THREAT",  # v6
+)
 
 
 @detectors.register("carbonblack")
 class CarbonBlackDetector(JSONDetector):
     name = "carbonblack"
+    label = "Carbon Black Cloud"
+    list_keys = ("results",)
+    expects = f"an alert with org_key or a type of {', '.join(TYPES)}"
 
-    def records(self, document: Any) -> list[Any]:
-        if isinstance(document, list):
-            return [record for item in document for record in _records(item)]
-        return _records(document)
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return has(record, "org_key") or text(record.get("type")) in TYPES
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
-        ident, kind = text(record.get("id")), text(record.get("type"))
-        title = text(record.get("reason")) or text(record.get("report_name"))
-        if ident is None and title is None:
-            raise ParseError("not a Carbon Black alert: it has neither an id nor a reason")
+        kind = text(record.get("type"))
+        name = text(record.get("reason")) or text(record.get("report_name"))
         normalised, vendor = severity_from_number(record.get("severity"), BANDS)
-        external_id = ident or fingerprint(record)
+        external_id = ident(record, record.get("id"))
         occurred = next((t for key in _TIMES if (t := timestamp(record.get(key)))), None)
         return ParsedEvent(
             external_id=external_id,
-            title=title or f"Carbon Black {kind or 'alert'} {external_id}",
+            title=name or f"Carbon Black {kind or 'alert'} {external_id}",
             severity=normalised,
             vendor_severity=vendor,
             occurred_at=occurred,
@@ -109,13 +110,13 @@ def observables(alert: Mapping[str, Any]) -> Observables:
         found.ip(alert.get(f"netconn_local_{suffix}"), local)
         found.ip(alert.get(f"netconn_remote_{suffix}"), remote)
     found.domain(alert.get("netconn_remote_domain"))
-    for prefix in ("process", "childproc", "threat_cause_actor"):
+    for prefix in ("process", "parent", "childproc", "threat_cause_actor"):
         for algorithm in ("sha256", "md5"):
             found.hash(alert.get(f"{prefix}_{algorithm}"))
     for key in ("process_name", "parent_name", "childproc_name", "threat_cause_actor_name"):
         path = text(alert.get(key))
-        found.process(_basename(path))
-        if key != "parent_name" and path and _basename(path) != path:
+        found.process(basename(path))
+        if key != "parent_name" and path and basename(path) != path:
             found.file(path)  # the executable's full path
     return found.build()
 
@@ -123,7 +124,3 @@ def observables(alert: Mapping[str, Any]) -> Observables:
 def _after_domain(name: Any) -> str | None:
     value = text(name)
     return value.rsplit("\\", 1)[-1] or None if value else None
-
-
-def _basename(path: str | None) -> str | None:
-    return re.split(r"[\\/]", path)[-1] or None if path else None

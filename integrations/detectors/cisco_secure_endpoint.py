@@ -28,16 +28,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.detectors import extract
 from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
     dig,
-    fingerprint,
+    has,
     raw_json,
     severity,
     text,
     timestamp,
 )
+from integrations.detectors.extract import mapping, objects
 from integrations.detectors.network import add_url
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
@@ -62,10 +64,18 @@ def _records(document: Any) -> list[Any]:
 class CiscoSecureEndpointDetector(JSONDetector):
     name = "cisco_secure_endpoint"
 
+    label = "Secure Endpoint"
+    expects = "an event (event_type with event_type_id, connector_guid or computer)"
+
     def records(self, document: Any) -> list[Any]:
         if isinstance(document, list):
             return [record for item in document for record in _records(item)]
         return _records(document)
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return has(record, "event_type") and any(
+            has(record, key) for key in ("event_type_id", "connector_guid", "computer")
+        )
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         ident, kind = text(record.get("id")), text(record.get("event_type"))
@@ -77,9 +87,8 @@ class CiscoSecureEndpointDetector(JSONDetector):
         normalised, vendor = severity(record.get("severity"), SEVERITY, default="informational")
         if vendor is not None and vendor.lower() not in SEVERITY:
             normalised = "medium"  # a word Cisco has not documented: not "no severity"
-        external_id = ident or fingerprint(record)
         return ParsedEvent(
-            external_id=external_id,
+            external_id=extract.ident(record, ident),
             title=f"{kind}: {detection}" if detection else kind,
             severity=normalised,
             vendor_severity=vendor,
@@ -91,15 +100,16 @@ class CiscoSecureEndpointDetector(JSONDetector):
 
 def observables(event: Mapping[str, Any]) -> Observables:
     found = ObservableBuilder()
-    computer = _object(event.get("computer"))
+    computer = mapping(event.get("computer"))
     found.user(computer.get("user"))
     found.host(computer.get("hostname"))
     found.ip(computer.get("external_ip"))
-    for address in _objects(computer.get("network_addresses")):
+    for address in objects(computer.get("network_addresses")):
         found.ip(address.get("ip"))
-    file = _object(event.get("file"))
-    for algorithm in ("sha256", "sha1", "md5"):
-        found.hash(dig(file, "identity", algorithm))
+    file = mapping(event.get("file"))
+    for item in (file, mapping(file.get("parent"))):
+        for algorithm in ("sha256", "sha1", "md5"):
+            found.hash(dig(item, "identity", algorithm))
     found.file(_path(file.get("file_path")) or file.get("file_name"))
     found.process(dig(file, "parent", "file_name"))
     network = event.get("network_info")
@@ -114,6 +124,8 @@ def observables(event: Mapping[str, Any]) -> Observables:
         found.ip(network.get("remote_ip"), remote)
         add_url(found, network.get("dirty_url"))
         found.process(dig(network, "parent", "file_name"))
+        for algorithm in ("sha256", "sha1", "md5"):
+            found.hash(dig(network, "parent", "identity", algorithm))
     return found.build()
 
 
@@ -122,11 +134,3 @@ def _path(value: Any) -> str | None:
     if path and path.startswith(_LONG_PATH):
         path = path[len(_LONG_PATH) :]
     return path or None
-
-
-def _objects(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
-def _object(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}

@@ -1,20 +1,6 @@
-"""Shared helpers for detector parsers: reading deliveries, times, severities, observables.
-
-A parser module typically looks like::
-
-    @detectors.register("acme")
-    class AcmeDetector(JSONDetector):
-        name = "acme"
-
-        def records(self, document):           # unwrap API lists / webhook envelopes
-            return document.get("resources", [document])
-
-        def event(self, record):               # one alert → one ParsedEvent
-            found = ObservableBuilder()
-            found.user(record.get("user_name"))
-            return ParsedEvent(external_id=..., title=..., severity=..., raw=...,
-                               observables=found.build())
-"""
+"""Shared helpers for detector parsers: reading deliveries, times, severities, observables,
+and ``JSONDetector``, the base of the JSON detectors (``docs/detectors.md`` shows a whole
+module; ``extract.py`` holds the helpers for reading a vendor's fields)."""
 
 from __future__ import annotations
 
@@ -30,7 +16,7 @@ from typing import Any, Literal, get_args
 
 from pipeline.errors import ParseError
 from pipeline.observables import Observables, hash_type
-from pipeline.plugins import DetectorBase, ParsedEvent
+from pipeline.plugins import Delivery, DetectorBase, ParsedEvent
 
 # A detector option naming one of Fido's severities.
 SeverityName = Literal["informational", "low", "medium", "high", "critical"]
@@ -306,18 +292,54 @@ def log_lines(body: bytes) -> list[str]:
 class JSONDetector(DetectorBase):
     """Base for JSON detectors: split a delivery into records, turn each into an event.
 
-    ``parse`` accepts a JSON document, a JSON array or JSON Lines. Subclasses implement
-    ``records`` (unwrap vendor envelopes and list wrappers) and ``event`` (one record).
+    ``parse`` accepts a JSON document, a JSON array or JSON Lines. Subclasses state:
+
+    - ``label`` (the product, for messages) and ``list_keys``: the envelope keys whose
+      list holds the records (``"resources"``, ``"value"``, …); or override ``records``;
+    - ``expects``, the fields that make a record the vendor's, and ``recognises(record)``
+      checking them: a record without them is refused, as ParseError "not a LABEL alert:
+      expected EXPECTS" (a 422 and a dead letter), never read as a poorer alert;
+    - ``skip(record)``: the reason a record the vendor sends is no alert (a heartbeat, a
+      flow record), so the delivery is accepted and the record skipped;
+    - ``event(record)``: one alert.
+
     A record that cannot be read raises ParseError naming its position.
     """
 
     name = "json"
+    label = "JSON"
+    list_keys: tuple[str, ...] = ()
+    expects = "a JSON object"
 
     def records(self, document: Any) -> list[Any]:
-        return document if isinstance(document, list) else [document]
+        if isinstance(document, list):
+            return [record for item in document for record in self._unwrap(item)]
+        return self._unwrap(document)
+
+    def _unwrap(self, document: Any) -> list[Any]:
+        if isinstance(document, Mapping):
+            for key in self.list_keys:
+                if key in document:
+                    items = document[key]
+                    if items is None:
+                        return []
+                    if not isinstance(items, list):
+                        raise ParseError(f"{self.name}: {key} is not a list")
+                    return items
+        return [document]
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return True
+
+    def skip(self, record: Mapping[str, Any]) -> str | None:
+        return None
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         raise NotImplementedError
+
+    def refuse(self) -> ParseError:
+        article = "an" if self.label[:1] in "AEIOU" else "a"
+        return ParseError(f"not {article} {self.label} alert: expected {self.expects}")
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         documents = json_documents(body)
@@ -326,14 +348,20 @@ class JSONDetector(DetectorBase):
             records.extend(self.records(document))
         if not records:
             raise ParseError(f"{self.name}: the delivery holds no alerts")
-        events = []
+        events = Delivery()
         for index, record in enumerate(records):
+            where = f"alert {index}: " if len(records) > 1 else ""
             if not isinstance(record, Mapping):
                 raise ParseError(f"{self.name}: alert {index} is not a JSON object")
             try:
+                reason = self.skip(record)
+                if reason is not None:
+                    events.skipped[reason] = events.skipped.get(reason, 0) + 1
+                    continue
+                if not self.recognises(record):
+                    raise self.refuse()
                 events.append(self.event(record))
             except ParseError as exc:
-                where = f"alert {index}: " if len(records) > 1 else ""
                 raise ParseError(f"{self.name}: {where}{exc}") from None
             except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
                 shape = f"{type(exc).__name__}: {exc}"
@@ -344,6 +372,11 @@ class JSONDetector(DetectorBase):
             # a single alert delivered on its own: keep the body byte for byte
             events[0] = replace(events[0], raw=body.decode("utf-8-sig"))
         return events
+
+
+def has(record: Mapping[str, Any], *keys: str) -> bool:
+    """Whether every key is in ``record`` with a value (not null, not an empty marker)."""
+    return all(present(record.get(key)) is not None for key in keys)
 
 
 def raw_json(record: Any) -> str:

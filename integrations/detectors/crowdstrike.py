@@ -18,6 +18,10 @@ Falcon reaches Fido in the shapes CrowdStrike sends:
 - The Alerts API v2: the body of ``POST /alerts/entities/alerts/v2`` (``{"meta": …,
   "resources": [alert, …], "errors": []}``, as the ``crowdstrike_api`` source delivers
   it), one alert object, or an array of them.
+- The retired Detects API v1 (``POST /detects/entities/summaries/GET/v1``), still found in
+  exports: ``{"detection_id", "device": {…}, "behaviors": [{"user_name", "sha256",
+  "filepath", "parent_details", "ioc_type", "ioc_value", …}], "max_severity_displayname"}``;
+  each behavior's fields are read like an alert's.
 
 Severity: ``SeverityName`` / ``severity_name`` when it is a known word; otherwise the
 number, on the 1–5 scale of the legacy detection events (1 informational … 5 critical)
@@ -32,20 +36,28 @@ an alert seen both ways is one event), else ``DetectId``, ``IncidentID`` or the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.detectors import extract
 from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
     dig,
-    fingerprint,
+    has,
     raw_json,
     severity,
     severity_from_number,
     text,
     timestamp,
+)
+from integrations.detectors.extract import (
+    account,
+    basename,
+    join_path,
+    mapping,
+    objects,
+    title,
 )
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
@@ -63,6 +75,7 @@ LOW = float("-inf")
 LEGACY = ((5, "critical"), (4, "high"), (3, "medium"), (2, "low"), (LOW, "informational"))
 SCORE = ((90, "critical"), (70, "high"), (50, "medium"), (20, "low"), (LOW, "informational"))
 CROWDSCORE = ((9, "critical"), (7, "high"), (4, "medium"), (LOW, "low"))
+_ALERT_KEYS = ("aggregate_id", "pattern_id", "product")
 DETECTIONS = {"detectionsummaryevent", "eppdetectionsummaryevent", "idpdetectionsummaryevent"}
 INCIDENT = "incidentsummaryevent"
 # ConnectionDirection of a network access: 0 outbound (the host calls out), 1 inbound
@@ -76,33 +89,36 @@ def _stream_type(document: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _records(document: Any) -> list[Any]:
-    if not isinstance(document, Mapping):
-        return [document]
-    if "resources" in document and "metadata" not in document:
-        resources = document["resources"]
-        if resources is None:
-            return []
-        if not isinstance(resources, list):
-            raise ParseError("crowdstrike: resources is not a list")
-        return resources
-    kind = _stream_type(document)
-    if kind is not None and kind not in DETECTIONS and kind != INCIDENT:
-        return []  # a stream event that is not an alert
-    return [document]
-
-
 @detectors.register("crowdstrike")
 class CrowdStrikeDetector(JSONDetector):
     name = "crowdstrike"
+    label = "CrowdStrike Falcon"
+    list_keys = ("resources",)
+    expects = (
+        "an Event Streams event (metadata.eventType and event), an Alerts API alert "
+        "(composite_id, or cid with aggregate_id, pattern_id or product) or a Detects API "
+        "detection (detection_id with behaviors)"
+    )
 
-    def records(self, document: Any) -> list[Any]:
-        if isinstance(document, list):
-            return [record for item in document for record in _records(item)]
-        return _records(document)
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return (
+            _stream_type(record) is not None
+            or has(record, "composite_id")
+            or (has(record, "detection_id") and isinstance(record.get("behaviors"), list))
+            or (has(record, "cid") and any(has(record, k) for k in _ALERT_KEYS))
+        )
+
+    def skip(self, record: Mapping[str, Any]) -> str | None:
+        kind = _stream_type(record)
+        if kind is not None and kind not in DETECTIONS and kind != INCIDENT:
+            name = text(dig(record, "metadata", "eventType"))
+            return f"Falcon stream event {name!r}: not an alert"
+        return None
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         kind = _stream_type(record)
+        if kind is None and "behaviors" in record and "composite_id" not in record:
+            return _detect(record)
         if kind is None:
             return _alert(record)
         detail = record["event"]
@@ -127,37 +143,32 @@ def falcon_severity(name: Any, number: Any) -> tuple[str, str | None]:
 
 
 def _finish(
-    record: Mapping[str, Any], found: Observables, ident: Any, title: str | None, **rest: Any
+    record: Mapping[str, Any], found: Observables, ident: Any, name: str | None, **rest: Any
 ) -> ParsedEvent:
-    if title is None and text(ident) is None:
-        raise ParseError("not a Falcon alert: it has no id, name or description")
-    external_id = text(ident) or fingerprint(record)
+    external_id = extract.ident(record, ident)
     return ParsedEvent(
         external_id=external_id,
-        title=title or f"Falcon alert {external_id}",
+        title=name or f"Falcon alert {external_id}",
         observables=found,
         raw=raw_json(record),
         **rest,
     )
 
 
-def _title(name: Any, description: Any) -> str | None:
-    name, description = text(name), text(description)
-    if name and description and description != name:
-        return f"{name}: {description}"
-    return name or description
-
-
 def _detection(record: Mapping[str, Any], event: Mapping[str, Any]) -> ParsedEvent:
     normalised, vendor = falcon_severity(event.get("SeverityName"), event.get("Severity"))
+    name = title(
+        event.get("DetectName") or event.get("Name"),
+        event.get("DetectDescription") or event.get("Description"),
+    )
+    ident = event.get("CompositeId") or event.get("DetectId")
+    if name is None and text(ident) is None:
+        raise ParseError("not a Falcon alert: it has no id, name or description")
     return _finish(
         record,
         _detection_observables(event),
-        event.get("CompositeId") or event.get("DetectId"),
-        _title(
-            event.get("DetectName") or event.get("Name"),
-            event.get("DetectDescription") or event.get("Description"),
-        ),
+        ident,
+        name,
         severity=normalised,
         vendor_severity=vendor,
         occurred_at=timestamp(dig(record, "metadata", "eventCreationTime")),
@@ -165,25 +176,40 @@ def _detection(record: Mapping[str, Any], event: Mapping[str, Any]) -> ParsedEve
 
 
 def _detection_observables(event: Mapping[str, Any]) -> Observables:
+    """A detection summary of the event stream (legacy, Epp and Idp)."""
     found = ObservableBuilder()
-    for key in ("UserName", "SourceAccountUpn", "SourceAccountName", "TargetAccountName"):
+    found.user(account(event.get("UserName"), event.get("LogonDomain")))
+    for key in ("UserPrincipal", "SourceAccountUpn", "SourceAccountName", "TargetAccountName"):
         found.user(event.get(key))
-    for key in ("ComputerName", "Hostname", "SourceEndpointHostName", "TargetEndpointHostName"):
+    for key in (
+        "ComputerName",
+        "Hostname",
+        "SourceEndpointHostName",
+        "TargetEndpointHostName",
+        "TargetDomainControllerHostName",
+    ):
         found.host(event.get(key))
-    for key in ("LocalIP", "LocalIPv6"):
+    for key in ("LocalIP", "LocalIPv4", "LocalIPv6", "ExternalIP", "ExternalIPv4"):
         found.ip(event.get(key))
     found.ip(event.get("SourceEndpointIpAddress"), "src")
-    for key in ("SHA256String", "MD5String", "SHA1String"):
+    for key in ("SHA256String", "MD5String", "SHA1String", "ParentSHA256String"):
         _hash(found, event.get(key))
     _process(found, event.get("FileName"), event.get("FilePath"))
-    found.process(_basename(event.get("ParentImageFileName")))
+    found.process(basename(event.get("ParentImageFileName")))
+    found.file(event.get("ParentImageFilePath"))
     for key in ("GrandparentImageFileName", "GrandParentImageFileName"):
-        found.process(_basename(event.get(key)))
+        found.process(basename(event.get(key)))
     found.file(event.get("AssociatedFile"))
-    for written in _objects(event.get("FilesWritten")):
-        found.file(_join(written.get("FilePath"), written.get("FileName")))
-    for access in _objects(event.get("NetworkAccesses")):
+    for key in ("FilesWritten", "ExecutablesWritten"):
+        for written in objects(event.get(key)):
+            found.file(join_path(written.get("FilePath"), written.get("FileName")))
+    for quarantined in objects(event.get("QuarantineFiles")):
+        _hash(found, quarantined.get("SHA256HashData"))
+        found.file(quarantined.get("ImageFileName") or quarantined.get("FileName"))
+    for access in objects(event.get("NetworkAccesses")):
         _access(found, access.get("LocalAddress"), access.get("RemoteAddress"), access)
+    for request in objects(event.get("DnsRequests")):
+        found.domain(request.get("DomainName"))
     _ioc(found, event.get("IOCType"), event.get("IOCValue"))
     return found.build()
 
@@ -197,6 +223,8 @@ def _incident(record: Mapping[str, Any], event: Mapping[str, Any]) -> ParsedEven
     if number is not None and number > 10:  # the Incidents API's 0–100 form
         number /= 10
     normalised, _ = severity_from_number(number, CROWDSCORE)
+    if text(event.get("IncidentID")) is None:
+        raise ParseError("not a Falcon incident: it has no IncidentID")
     return _finish(
         record,
         Observables(),
@@ -211,47 +239,87 @@ def _incident(record: Mapping[str, Any], event: Mapping[str, Any]) -> ParsedEven
 
 def _alert(alert: Mapping[str, Any]) -> ParsedEvent:
     normalised, vendor = falcon_severity(alert.get("severity_name"), alert.get("severity"))
+    name = title(alert.get("display_name") or alert.get("name"), alert.get("description"))
     return _finish(
         alert,
         _alert_observables(alert),
         alert.get("composite_id") or alert.get("id"),
-        _title(alert.get("display_name") or alert.get("name"), alert.get("description")),
+        name,
         severity=normalised,
         vendor_severity=vendor,
         occurred_at=timestamp(alert.get("timestamp")) or timestamp(alert.get("created_timestamp")),
     )
 
 
+def _detect(detect: Mapping[str, Any]) -> ParsedEvent:
+    """A detection of the Detects API v1: the device, and every behavior read as an alert."""
+    behaviors = objects(detect.get("behaviors"))
+    first = behaviors[0] if behaviors else {}
+    normalised, vendor = falcon_severity(
+        detect.get("max_severity_displayname"), detect.get("max_severity")
+    )
+    found = _alert_observables({"device": detect.get("device")})
+    for behavior in behaviors:
+        found = found.merge(_alert_observables(behavior))
+    return _finish(
+        detect,
+        found,
+        detect.get("detection_id"),
+        title(first.get("display_name") or first.get("scenario"), first.get("description")),
+        severity=normalised,
+        vendor_severity=vendor,
+        occurred_at=timestamp(detect.get("first_behavior"))
+        or timestamp(detect.get("created_timestamp")),
+    )
+
+
 def _alert_observables(alert: Mapping[str, Any]) -> Observables:
+    """An Alerts API v2 alert: endpoint (epp), identity (idp) and the shared fields."""
     found = ObservableBuilder()
+    found.user(account(alert.get("user_name"), alert.get("logon_domain")))
     for key in (
-        "user_name",
         "user_principal",
         "source_account_upn",
         "source_account_sam_account_name",
+        "target_account_upn",
         "target_account_name",
     ):
         found.user(alert.get(key))
-    device = alert.get("device") if isinstance(alert.get("device"), Mapping) else {}
+    device = mapping(alert.get("device"))
     found.host(dig(device, "hostname"))
-    for key in ("source_endpoint_host_name", "target_endpoint_host_name"):
+    for key in (
+        "source_endpoint_host_name",
+        "target_endpoint_host_name",
+        "target_domain_controller_host_name",
+    ):
         found.host(alert.get(key))
-    found.ip(dig(device, "local_ip"))
-    found.ip(dig(device, "external_ip"))
+    for key in ("local_ip", "local_ipv6", "external_ip"):
+        found.ip(dig(device, key))
+        found.ip(alert.get(key))
     found.ip(alert.get("source_endpoint_ip_address"), "src")
     for key in ("sha256", "md5", "sha1"):
         _hash(found, alert.get(key))
     _process(found, alert.get("filename"), alert.get("filepath"))
     for key in ("parent_details", "grandparent_details"):
-        found.process(_basename(dig(alert, key, "filename")))
-    for ioc in [alert, *_objects(alert.get("ioc_context"))]:
+        details = mapping(alert.get(key))
+        found.process(basename(details.get("filename")))
+        found.file(details.get("filepath"))
+        found.user(details.get("user_name"))
+        for algorithm in ("sha256", "md5", "parent_sha256", "parent_md5"):
+            _hash(found, details.get(algorithm))
+    for ioc in [alert, *objects(alert.get("ioc_context"))]:
         _ioc(found, ioc.get("ioc_type"), ioc.get("ioc_value"))
-    for item in _objects(alert.get("quarantined_files")):
+        for algorithm in ("sha256", "md5") if ioc is not alert else ():
+            _hash(found, ioc.get(algorithm))
+    for item in objects(alert.get("quarantined_files")):
         _hash(found, item.get("sha256"))
         found.file(item.get("filename"))
-    for access in _objects(alert.get("network_accesses")):
+    for key in ("files_written", "executables_written"):
+        for written in objects(alert.get(key)):
+            found.file(join_path(written.get("filepath"), written.get("filename")))
+    for access in objects(alert.get("network_accesses")):
         _access(found, access.get("local_address"), access.get("remote_address"), access)
-    for request in _objects(alert.get("dns_requests")):
+    for request in objects(alert.get("dns_requests")):
         found.domain(request.get("domain_name"))
     return found.build()
 
@@ -288,16 +356,7 @@ def _process(found: ObservableBuilder, name: Any, path: Any) -> None:
 
 def _join(folder: Any, name: Any) -> str | None:
     folder, name = text(folder), text(name)
-    if folder is None or name is None or _basename(folder) == name:
+    if folder is None or name is None or basename(folder) == name:
         return folder
     separator = "\\" if "\\" in folder else "/"
     return folder.rstrip("\\/") + separator + name
-
-
-def _basename(path: Any) -> str | None:
-    value = text(path)
-    return re.split(r"[\\/]", value)[-1] or None if value else None
-
-
-def _objects(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []

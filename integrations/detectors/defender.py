@@ -22,63 +22,54 @@ forwarders flatten it). The time is ``firstEventTime``, else ``alertCreationTime
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
-    fingerprint,
+    has,
     raw_json,
     severity,
     text,
     timestamp,
 )
+from integrations.detectors.extract import STANDARD, account, ident, join_path, objects
 from integrations.detectors.network import add_url
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
 from pipeline.plugins import ParsedEvent, detectors
 
-SEVERITY = {
-    "informational": "informational",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "unspecified": "medium",
-}
-
-
-def _records(document: Any) -> list[Any]:
-    if isinstance(document, Mapping) and "value" in document:
-        alerts = document["value"]
-        if not isinstance(alerts, list):
-            raise ParseError("defender: value is not a list")
-        return alerts
-    if isinstance(document, Mapping) and isinstance(document.get("error"), Mapping):
-        message = text(document["error"].get("message")) or "no message"
-        raise ParseError(f"defender: an API error, not alerts: {message[:200]}")
-    return [document]
+_KEYS = ("alertCreationTime", "machineId", "computerDnsName")
+SEVERITY = {**STANDARD, "unspecified": "medium"}
 
 
 @detectors.register("defender")
 class DefenderDetector(JSONDetector):
     name = "defender"
+    label = "Defender for Endpoint"
+    list_keys = ("value",)
+    expects = "an alert of the alerts API (alertCreationTime, machineId or computerDnsName)"
 
     def records(self, document: Any) -> list[Any]:
-        if isinstance(document, list):
-            return [record for item in document for record in _records(item)]
-        return _records(document)
+        if isinstance(document, Mapping) and isinstance(document.get("error"), Mapping):
+            message = text(document["error"].get("message")) or "no message"
+            raise ParseError(f"defender: an API error, not alerts: {message[:200]}")
+        return super().records(document)
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return any(has(record, key) for key in _KEYS)
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
-        ident = text(record.get("id"))
-        title = text(record.get("title")) or text(record.get("threatName"))
-        if ident is None and title is None:
-            raise ParseError("not a Defender alert: it has neither an id nor a title")
+        name = text(record.get("title")) or text(record.get("threatName"))
+        if name is None and text(record.get("id")) is None:
+            raise ParseError("a Defender alert with neither an id nor a title")
         normalised, vendor = severity(record.get("severity"), SEVERITY)
-        external_id = ident or fingerprint(record)
+        external_id = ident(record, record.get("id"))
         return ParsedEvent(
             external_id=external_id,
-            title=title or f"Defender alert {external_id}",
+            title=name or f"Defender alert {external_id}",
             severity=normalised,
             vendor_severity=vendor,
             occurred_at=timestamp(record.get("firstEventTime"))
@@ -94,12 +85,25 @@ def observables(alert: Mapping[str, Any]) -> Observables:
     related = alert.get("relatedUser")
     if isinstance(related, Mapping):
         found.user(account(related.get("userName"), related.get("domainName")))
-    for user in _objects(alert.get("loggedOnUsers")):
-        found.user(account(user.get("accountName"), user.get("domainName")))
-    evidence = alert.get("evidence")
-    for item in _objects([evidence] if isinstance(evidence, Mapping) else evidence):
+    logged_on(found, alert.get("loggedOnUsers"))
+    for item in objects(alert.get("evidence")):
         _evidence(found, item)
     return found.build()
+
+
+def logged_on(found: ObservableBuilder, users: Any) -> None:
+    """The accounts logged on to the machine: a list of ``{accountName, domainName}``, or
+    the JSON text Advanced Hunting and the streaming API give (``[{"UserName",
+    "DomainName", "Sid"}]``)."""
+    if isinstance(users, str):
+        try:
+            users = json.loads(users)
+        except ValueError:
+            return
+    for user in objects(users):
+        name = user.get("accountName") or user.get("UserName") or user.get("AccountName")
+        domain = user.get("domainName") or user.get("DomainName") or user.get("AccountDomain")
+        found.user(account(name, domain))
 
 
 def _evidence(found: ObservableBuilder, item: Mapping[str, Any]) -> None:
@@ -112,28 +116,7 @@ def _evidence(found: ObservableBuilder, item: Mapping[str, Any]) -> None:
     if kind == "process":
         found.process(name)
         found.process(item.get("parentProcessFileName"))
-    found.file(_join(item.get("filePath"), name))
+        found.file(join_path(item.get("parentProcessFilePath"), item.get("parentProcessFileName")))
+    found.file(join_path(item.get("filePath"), name))
     found.ip(item.get("ipAddress"))
     add_url(found, item.get("url"))
-
-
-def account(name: Any, domain: Any) -> str | None:
-    """``DOMAIN\\\\name`` from Defender's two fields; ``name`` alone without a domain."""
-    name, domain = text(name), text(domain)
-    if name is None:
-        return None
-    return f"{domain}\\{name}" if domain and "\\" not in name and "@" not in name else name
-
-
-def _join(folder: Any, name: str | None) -> str | None:
-    folder = text(folder)
-    if folder is None:
-        return name
-    if name is None or folder.rstrip("\\/").endswith(name):
-        return folder
-    separator = "/" if "/" in folder and "\\" not in folder else "\\"
-    return folder.rstrip("\\/") + separator + name
-
-
-def _objects(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []

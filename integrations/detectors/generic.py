@@ -58,6 +58,7 @@ _OBSERVABLE_FIELDS = {
     "url": "urls",
 }
 _SEVERITIES = {s.value for s in Severity} | {"info"}
+_ACCEPTED = ", ".join([*(s.value for s in Severity), "info"])  # every value it takes
 
 
 def _lookup(item: Mapping[str, Any], path: str) -> Any:
@@ -166,9 +167,7 @@ class GenericDetector(DetectorBase):
             raise ParseError("field 'title' is required and must be a non-empty string")
         severity = self._get(item, "severity") or "medium"
         if not isinstance(severity, str) or severity.lower() not in _SEVERITIES:
-            raise ParseError(
-                f"field 'severity' must be one of low, medium, high, critical (got {severity!r})"
-            )
+            raise ParseError(f"field 'severity' must be one of {_ACCEPTED} (got {severity!r})")
         severity = "informational" if severity.lower() == "info" else severity.lower()
         values: dict[str, list[str]] = {}
         for field, kind in _OBSERVABLE_FIELDS.items():

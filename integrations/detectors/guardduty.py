@@ -34,13 +34,14 @@ from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
     dig,
-    fingerprint,
+    has,
     raw_json,
     severity,
     severity_from_number,
     text,
     timestamp,
 )
+from integrations.detectors.extract import camel, ident, mapping, objects, values
 from integrations.detectors.network import add_host
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
@@ -49,18 +50,7 @@ from pipeline.plugins import ParsedEvent, detectors
 BANDS = ((9.0, "critical"), (7.0, "high"), (4.0, "medium"), (float("-inf"), "low"))
 WORDS = {"low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 FINDING = "GuardDuty Finding"
-
-
-def camel(value: Any) -> Any:
-    """``value`` with every key spelled as the GuardDuty API spells it (camelCase), so
-    the SDKs' PascalCase output reads the same way."""
-    if isinstance(value, Mapping):
-        return {
-            (k[:1].lower() + k[1:] if isinstance(k, str) else k): camel(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [camel(v) for v in value]
-    return value
+_FINDING_KEYS = ("schemaVersion", "accountId", "resource", "service", "arn")
 
 
 def _unwrap(document: Any, *, outer: bool = True) -> list[Any]:
@@ -72,6 +62,8 @@ def _unwrap(document: Any, *, outer: bool = True) -> list[Any]:
         return [document]
     if "detail-type" in document or "detail" in document:
         kind = document.get("detail-type")
+        if kind != FINDING and document.get("source") == "aws.guardduty":
+            return [document]  # GuardDuty's, but no finding: skipped with its type
         if kind != FINDING:
             raise ParseError(f"EventBridge event of type {kind!r} is not a {FINDING!r}")
         return [document.get("detail")]
@@ -96,20 +88,33 @@ class GuardDutyDetector(JSONDetector):
     name = "guardduty"
     content_types = ("application/json", "text/plain")  # SNS posts text/plain
 
+    label = "GuardDuty"
+    expects = (
+        "a finding (type with schemaVersion, accountId, resource or service), an "
+        "EventBridge event of detail-type 'GuardDuty Finding', or an SNS notification of one"
+    )
+
     def records(self, document: Any) -> list[Any]:
         return _unwrap(document)
+
+    def skip(self, record: Mapping[str, Any]) -> str | None:
+        kind = record.get("detail-type")
+        if kind is not None and kind != FINDING:
+            return f"GuardDuty EventBridge event {str(kind)[:80]!r}: not a finding"
+        return None
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        finding = camel(record)
+        return has(finding, "type") and any(has(finding, key) for key in _FINDING_KEYS)
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         finding = camel(record)
         kind, title = text(finding.get("type")), text(finding.get("title"))
-        if kind is None and title is None:
-            raise ParseError("finding has neither a type nor a title")
         normalised, vendor = severity_from_number(finding.get("severity"), BANDS)
         if vendor is not None and normalised == "medium" and vendor.lower() in WORDS:
             normalised, vendor = severity(vendor, WORDS)  # a label, e.g. "HIGH"
-        external_id = text(finding.get("id")) or fingerprint(record)
         return ParsedEvent(
-            external_id=external_id if len(external_id) <= 255 else fingerprint(record),
+            external_id=ident(record, finding.get("id")),
             title=title or kind or "",
             severity=normalised,
             vendor_severity=vendor[:64] if vendor else None,
@@ -122,12 +127,18 @@ class GuardDutyDetector(JSONDetector):
 
 def observables(finding: Mapping[str, Any]) -> Observables:
     found = ObservableBuilder()
-    resource = finding.get("resource")
-    resource = resource if isinstance(resource, Mapping) else {}
+    resource = mapping(finding.get("resource"))
     found.host(dig(resource, "instanceDetails", "instanceId"))
-    for interface in _list(dig(resource, "instanceDetails", "networkInterfaces")):
+    for interface in objects(dig(resource, "instanceDetails", "networkInterfaces")):
         found.ip(interface.get("privateIpAddress"))
-    found.user(dig(resource, "accessKeyDetails", "userName"))
+        for private in objects(interface.get("privateIpAddresses")):
+            found.ip(private.get("privateIpAddress"))
+        found.ip(interface.get("publicIp"))
+        for address in values(interface.get("ipv6Addresses")):
+            found.ip(address)
+    keys = mapping(resource.get("accessKeyDetails"))
+    found.user(keys.get("userName"))  # the IAM user, or the role's session name
+    found.user(_principal(keys.get("principalId")))
     found.user(dig(resource, "kubernetesDetails", "kubernetesUserDetails", "username"))
     found.user(dig(resource, "rdsDbUserDetails", "user"))
     service = finding.get("service")
@@ -135,14 +146,25 @@ def observables(finding: Mapping[str, Any]) -> Observables:
     action = service.get("action")
     if isinstance(action, Mapping):
         _action(found, action)
-    process = dig(service, "runtimeDetails", "process")
-    if isinstance(process, Mapping):
+    runtime = mapping(service.get("runtimeDetails"))
+    for process in (mapping(runtime.get("process")), *objects(dig(runtime, "process", "lineage"))):
         found.process(process.get("name"))
         found.file(process.get("executablePath"))
         found.hash(process.get("executableSha256"))
+        found.user(process.get("user"))
+    sequence = mapping(dig(service, "detection", "sequence"))
+    for actor in objects(sequence.get("actors")):
+        found.user(dig(actor, "user", "name"))
+    for endpoint in objects(sequence.get("endpoints")):
+        found.ip(endpoint.get("ip"))
+        add_host(found, endpoint.get("domain"))
+    for threat in objects(dig(service, "malwareScanDetails", "threats")):
+        for item in objects(threat.get("itemPaths")):
+            found.file(item.get("nestedItemPath"))
+            found.hash(item.get("hash"))
     scan = dig(service, "ebsVolumeScanDetails", "scanDetections")
-    for threat in _list(dig(scan, "threatDetectedByName", "threatNames")):
-        for path in _list(threat.get("filePaths")):
+    for threat in objects(dig(scan, "threatDetectedByName", "threatNames")):
+        for path in objects(threat.get("filePaths")):
             found.file(path.get("filePath") or path.get("fileName"))
             found.hash(path.get("hash"))
     return found.build()
@@ -162,17 +184,25 @@ def _action(found: ObservableBuilder, action: Mapping[str, Any]) -> None:
         if isinstance(call, Mapping):
             _address(found, call.get("remoteIpDetails"), "src")
             add_host(found, dig(call, "domainDetails", "domain"))
+            for address in values(call.get("sourceIps")):
+                found.ip(address, "src")
     add_host(found, dig(action, "dnsRequestAction", "domain"))
-    for probe in _list(dig(action, "portProbeAction", "portProbeDetails")):
+    add_host(found, dig(action, "dnsRequestAction", "domainWithSuffix"))
+    for probe in objects(dig(action, "portProbeAction", "portProbeDetails")):
         _address(found, probe.get("remoteIpDetails"), "src")
         _address(found, probe.get("localIpDetails"), "dst")
+
+
+def _principal(value: Any) -> str | None:
+    """The IAM principal id's session or user part: "AROAEXAMPLE:alice" → "alice"; a bare
+    id ("AIDACKCEVSQ6C2EXAMPLE") is kept as it is."""
+    principal = text(value)
+    if principal is None:
+        return None
+    return principal.rsplit(":", 1)[-1] or principal
 
 
 def _address(found: ObservableBuilder, details: Any, role: str | None) -> None:
     if isinstance(details, Mapping):
         found.ip(details.get("ipAddressV4"), role)
         found.ip(details.get("ipAddressV6"), role)
-
-
-def _list(value: Any) -> list[Mapping[str, Any]]:
-    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []

@@ -42,6 +42,7 @@ from integrations.detectors.common import (
     ObservableBuilder,
     dig,
     fingerprint,
+    has,
     raw_json,
     severity,
     text,
@@ -83,8 +84,16 @@ class OktaDetector(JSONDetector):
                 return {"verification": value}
         return None
 
+    label = "Okta"
+    expects = "a System Log event (eventType with uuid, published or actor)"
+
     def records(self, document: Any) -> list[Any]:
         return _events(document)
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        if not has(record, "eventType"):
+            return "displayMessage" in record  # let event() name what it lacks
+        return any(has(record, key) for key in ("uuid", "published", "actor"))
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         kind = text(record.get("eventType"))

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from integrations.detectors import panos_kv as key_values
 from integrations.detectors.common import (
     ObservableBuilder,
     fingerprint,
@@ -51,9 +52,16 @@ from pipeline.plugins import DetectorBase, ParsedEvent, detectors
 
 # places in the THREAT format (PAN-OS syslog field descriptions)
 RECEIVE_TIME, SERIAL, TYPE, SUBTYPE, GENERATED_TIME = 1, 2, 3, 4, 6
-SOURCE, DESTINATION, SOURCE_USER, DESTINATION_USER = 7, 8, 12, 13
+SOURCE, DESTINATION, NAT_SOURCE, NAT_DESTINATION, SOURCE_USER, DESTINATION_USER = (
+    7,
+    8,
+    9,
+    10,
+    12,
+    13,
+)
 MISC, THREAT_ID, CATEGORY, SEVERITY, SEQUENCE = 31, 32, 33, 34, 36
-FILE_DIGEST, XFF, XFF_ADDRESS = 43, 48, 79
+FILE_DIGEST, XFF, RECIPIENT, XFF_ADDRESS = 43, 48, 52, 79
 SOURCE_HOSTNAME, DESTINATION_HOSTNAME, HIGH_RESOLUTION_TIME = 86, 94, 107
 MINIMUM_FIELDS = SEVERITY + 1
 
@@ -65,7 +73,6 @@ _START = re.compile(
     r"(?:\d{4}/\d{1,2}/\d{1,2} \d{1,2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T[^,\s]*),"
     r"[^,]*,(?P<type>[A-Z]+),"
 )
-_THREAT = re.compile(r"^(?P<name>.*?)\s*\((?P<id>\d+)\)$")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
@@ -92,7 +99,7 @@ class PanOSDetector(DetectorBase):
         events = []
         for number, line in enumerate(log_lines(body), 1):
             try:
-                event = self.parse_line(line)
+                event = self.parse_line(line) or key_values.parse_line(line, self._time)
             except ParseError as exc:
                 raise ParseError(f"panos: line {number}: {exc}") from None
             if event is not None:
@@ -119,7 +126,7 @@ class PanOSDetector(DetectorBase):
             return present(fields[index]) if index < len(fields) else None
 
         subtype = field(SUBTYPE) or "threat"
-        threat_name, threat_id = _threat(field(THREAT_ID))
+        threat_name, threat_id = key_values.threat(field(THREAT_ID))
         misc, category = field(MISC), field(CATEGORY)
         what = threat_name or (f"{misc} ({category})" if misc and category else misc or category)
         what = what or (f"threat {threat_id}" if threat_id else "threat")
@@ -134,6 +141,7 @@ class PanOSDetector(DetectorBase):
         found.user(field(DESTINATION_USER))
         found.host(field(SOURCE_HOSTNAME))
         found.host(field(DESTINATION_HOSTNAME))
+        found.user(field(RECIPIENT))  # of a WildFire e-mail link
         found.hash(field(FILE_DIGEST))
         _misc(found, subtype, misc)
         return ParsedEvent(
@@ -164,17 +172,6 @@ def _identity(serial: str | None, sequence: str | None) -> str | None:
     """The firewall's serial number and the log's sequence number, unique per log."""
     identity = f"{serial}:{sequence}" if serial and sequence else None
     return identity if identity and len(identity) <= 255 else None
-
-
-def _threat(value: str | None) -> tuple[str | None, str | None]:
-    """("Eicar Test File", "39040") from "Eicar Test File(39040)"; the name is absent
-    for URL logs ("(9999)") and for logs giving the id alone."""
-    if not value:
-        return None, None
-    match = _THREAT.match(value)
-    if match:
-        return match["name"] or None, match["id"]
-    return (None, value) if value.isdecimal() else (value, None)
 
 
 def _misc(found: ObservableBuilder, subtype: str, misc: str | None) -> None:

@@ -40,24 +40,16 @@ from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
     dig,
-    fingerprint,
     raw_json,
     severity,
     text,
     timestamp,
 )
+from integrations.detectors.extract import STANDARD, account, ident
 from integrations.detectors.network import add_host, add_url
-from pipeline.errors import ParseError
 from pipeline.plugins import ParsedEvent, detectors
 
-SEVERITY = {
-    "info": "informational",
-    "informational": "informational",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "critical": "critical",
-}
+SEVERITY = STANDARD
 CONFIDENCE = {"malicious": "high", "suspicious": "medium"}
 
 
@@ -77,8 +69,23 @@ def _records(document: Any, *, top: bool = True) -> list[Any]:
 class SentinelOneDetector(JSONDetector):
     name = "sentinelone"
 
+    label = "SentinelOne"
+    expects = (
+        "a threat (threatInfo, or fileContentHash in API 2.0), a cloud-detection alert "
+        "(alertInfo or ruleInfo) or a threat activity (activityType with threatId)"
+    )
+
     def records(self, document: Any) -> list[Any]:
         return _records(document)
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return (
+            isinstance(record.get("alertInfo"), Mapping)
+            or isinstance(record.get("ruleInfo"), Mapping)
+            or "activityType" in record
+            or isinstance(record.get("threatInfo"), Mapping)
+            or "fileContentHash" in record
+        )
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         if isinstance(record.get("alertInfo"), Mapping) or isinstance(
@@ -87,15 +94,11 @@ class SentinelOneDetector(JSONDetector):
             return _alert(record)
         if "activityType" in record:
             return _activity(record)
-        if isinstance(record.get("threatInfo"), Mapping) or "fileContentHash" in record:
-            return _threat(record)
-        raise ParseError("not a SentinelOne threat, alert or threat notification")
+        return _threat(record)
 
 
-def _finish(record: Mapping[str, Any], ident: Any, title: str, **rest: Any) -> ParsedEvent:
-    return ParsedEvent(
-        external_id=text(ident) or fingerprint(record), title=title, raw=raw_json(record), **rest
-    )
+def _finish(record: Mapping[str, Any], key: Any, title: str, **rest: Any) -> ParsedEvent:
+    return ParsedEvent(external_id=ident(record, key), title=title, raw=raw_json(record), **rest)
 
 
 def _threat(threat: Mapping[str, Any]) -> ParsedEvent:
@@ -142,21 +145,25 @@ def _alert(alert: Mapping[str, Any]) -> ParsedEvent:
     found = ObservableBuilder()
     for key in ("user", "realUser", "effectiveUser", "loginUser"):
         found.user(source.get(key))  # the acting process's accounts, not its parent's
-    found.user(info.get("loginsUserName"))
+    found.user(account(info.get("loginsUserName"), info.get("loginAccountDomain")))
     found.host(dig(alert, "agentDetectionInfo", "name"))
     found.host(dig(alert, "agentRealtimeInfo", "name"))
     found.ip(info.get("srcIp"), "src")
     found.ip(info.get("dstIp"), "dst")
     found.ip(info.get("srcMachineIp"))
-    for key in ("fileHashSha256", "fileHashSha1", "fileHashMd5"):
-        found.hash(source.get(key))
+    for process in (source, parent):  # the acting process and the one that started it
+        for key in ("fileHashSha256", "fileHashSha1", "fileHashMd5"):
+            found.hash(process.get(key))
     for key in ("tgtFileHashSha256", "tgtFileHashSha1"):
         found.hash(target.get(key))
     found.hash(info.get("moduleSha1"))
+    for key in ("tgtFileHashSha256", "tgtFileHashSha1", "tgtFileHashMd5"):
+        found.hash(info.get(key))  # a file the alert is about (file-integrity rules)
     found.process(source.get("name"))
     found.process(parent.get("name"))
     found.process(target.get("tgtProcName"))
-    for value in (source.get("filePath"), target.get("tgtFilePath"), info.get("modulePath")):
+    paths = (source.get("filePath"), parent.get("filePath"), target.get("tgtFilePath"))
+    for value in (*paths, info.get("modulePath")):
         found.file(value)
     add_host(found, info.get("dnsRequest"))
     _indicator(found, info.get("tiIndicatorType"), info.get("tiIndicatorValue"))

@@ -30,60 +30,50 @@ from integrations.detectors.common import (
     JSONDetector,
     ObservableBuilder,
     dig,
-    fingerprint,
+    has,
     raw_json,
     severity,
     text,
     timestamp,
 )
+from integrations.detectors.extract import STANDARD, ident, mapping, objects
 from pipeline.errors import ParseError
 from pipeline.observables import Observables
 from pipeline.plugins import ParsedEvent, detectors
 
-SEVERITY = {
-    "info": "informational",
-    "informational": "informational",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "critical": "critical",
-}
-
-
-def _records(document: Any) -> list[Any]:
-    if isinstance(document, Mapping) and "items" in document:
-        items = document["items"]
-        if not isinstance(items, list):
-            raise ParseError("sophos: items is not a list")
-        return items
-    return [document]
+SEVERITY = STANDARD
+_COMMON = ("raisedAt", "managedAgent")
 
 
 @detectors.register("sophos")
 class SophosDetector(JSONDetector):
     name = "sophos"
+    label = "Sophos Central"
+    list_keys = ("items",)
+    expects = (
+        "a SIEM alert or event (type 'Event::…') or a Common API alert (raisedAt or managedAgent)"
+    )
 
-    def records(self, document: Any) -> list[Any]:
-        if isinstance(document, list):
-            return [record for item in document for record in _records(item)]
-        return _records(document)
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        kind = text(record.get("type")) or ""
+        return kind.startswith("Event::") or any(has(record, k) for k in _COMMON)
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
-        ident = text(record.get("id"))
-        title = text(record.get("description")) or text(record.get("name"))
-        title = title or text(record.get("threat")) or text(record.get("type"))
-        if ident is None and title is None:
-            raise ParseError("not a Sophos alert or event: it has neither an id nor a description")
+        name = text(record.get("description")) or text(record.get("name"))
+        name = name or text(record.get("threat")) or text(record.get("type"))
+        if name is None and text(record.get("id")) is None:
+            raise ParseError("a Sophos alert with neither an id nor a description")
         normalised, vendor = severity(record.get("severity"), SEVERITY)
-        external_id = ident or fingerprint(record)
+        external_id = ident(record, record.get("id"))
         return ParsedEvent(
             external_id=external_id,
-            title=title or f"Sophos alert {external_id}",
+            title=name or f"Sophos alert {external_id}",
             severity=normalised,
             vendor_severity=vendor,
             occurred_at=timestamp(record.get("when"))
             or timestamp(record.get("raisedAt"))
-            or timestamp(record.get("created_at")),
+            or timestamp(record.get("created_at"))
+            or timestamp(record.get("rt")),
             observables=observables(record),
             raw=raw_json(record),
         )
@@ -91,23 +81,35 @@ class SophosDetector(JSONDetector):
 
 def observables(item: Mapping[str, Any]) -> Observables:
     found = ObservableBuilder()
-    data = item.get("data") if isinstance(item.get("data"), Mapping) else {}
-    found.user(item.get("source"))
+    data = mapping(item.get("data"))
+    # the SIEM script's JSON adds suser/dhost; alerts carry an event's fields in "data"
+    for key in ("source", "suser"):
+        found.user(item.get(key))
     found.user(dig(item, "person", "name"))
-    found.host(item.get("location"))
+    for where in (item, data):
+        for key in ("user", "user_name", "username"):
+            found.user(where.get(key))
+    for key in ("location", "dhost"):
+        found.host(item.get(key))
     found.host(dig(item, "managedAgent", "name"))
     found.ip(dig(item, "source_info", "ip"))
     found.ip(dig(data, "source_info", "ip"))
-    found.hash(item.get("appSha256"))
+    for where in (item, data):
+        for key in ("appSha256", "sha256", "fileSha256"):
+            found.hash(where.get(key))
     for key in ("description", "name"):
         found.file(_named_path(item.get(key)))
     remedies = dig(data, "core_remedy_items", "items") or dig(item, "core_remedy_items", "items")
-    for remedy in remedies if isinstance(remedies, list) else []:
-        if isinstance(remedy, Mapping) and text(remedy.get("type")) in ("file", "process"):
+    for remedy in objects(remedies):
+        if text(remedy.get("type")) in ("file", "process"):
             found.file(remedy.get("descriptor"))
+        found.file(remedy.get("processPath"))
     _ips_threat(found, dig(data, "ips_threat"), "remote_ip", "executable_name", "executable_path")
-    _ips_threat(found, item.get("ips_threat_data"), "remoteIp", "executableName", "executablePath")
-    amsi = item.get("amsi_threat_data")
+    for where in (item, data):
+        _ips_threat(
+            found, where.get("ips_threat_data"), "remoteIp", "executableName", "executablePath"
+        )
+    amsi = item.get("amsi_threat_data") or data.get("amsi_threat_data")
     if isinstance(amsi, Mapping):
         found.process(amsi.get("processName"))
         found.file(amsi.get("processPath"))

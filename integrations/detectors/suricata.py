@@ -12,15 +12,19 @@ Suricata writes one JSON record per line to ``eve.json``; a log shipper (or the
      "http": {"hostname": "example.com", "url": "/x.php"}, "app_proto": "http"}
 
 Only ``alert`` records are read; the metadata records an EVE log interleaves with them
-(flow, dns, http, tls, fileinfo, stats, anomaly, …) are skipped, and a delivery holding
-no alert at all is a ParseError. Lines written through syslog (``filetype: syslog``, a
-``prefix`` such as ``@cee:``) are read from their first ``{``.
+(flow, dns, http, tls, fileinfo, stats, anomaly, …) are skipped with a reason, which the
+webhook's 202 answers (``"skipped": [{"reason": "EVE 'dns' record: not an alert",
+"count": 3}]``); a record that is no EVE record at all is refused. Lines written
+through syslog (``filetype: syslog``, a ``prefix`` such as ``@cee:``) are read from their
+first ``{``.
 
 The alert's severity is the rule's priority: 1 = high, 2 = medium, 3 = low, 4 and above
 informational. The id joins ``flow_id``, the signature id and the timestamp, so the same
 alert shipped twice is one event. The application-layer metadata of the alert gives the
 domains (``http.hostname``, ``tls.sni``, DNS query names, in the EVE formats of
-Suricata 6, 7 and 8), the URL, and the files' names and hashes.
+Suricata 6, 7 and 8), the URL, the files' names and hashes, the accounts SMB (NTLMSSP),
+RDP and Kerberos sessions name. The sensor's own name (``host``) is not an observable:
+every alert it raises would share it, and incidents join on a shared host.
 """
 
 from __future__ import annotations
@@ -38,18 +42,18 @@ from integrations.detectors.common import (
     text,
     timestamp,
 )
+from integrations.detectors.extract import account, mapping
 from integrations.detectors.network import add_host, add_url
 from pipeline.errors import ParseError
 from pipeline.plugins import ParsedEvent, detectors
 
 SEVERITY = {"1": "high", "2": "medium", "3": "low"}
-
-
-def _is_alert(record: Any) -> bool:
-    if not isinstance(record, Mapping):
-        return True  # let the base class report the stray value
-    kind = record.get("event_type")
-    return kind == "alert" or (kind is None and isinstance(record.get("alert"), Mapping))
+# the record types of Suricata 6-8's EVE log (outputs.eve-log.types)
+EVE_TYPES = frozenset(
+    "alert anomaly arp bittorrent-dht dcerpc dhcp dnp3 dns drop enip files fileinfo flow frame "
+    "ftp ftp_data http http2 ike ikev2 krb5 ldap modbus mqtt netflow nfs pgsql pop3 quic rdp rfb "
+    "sip smb smtp snmp ssh stats tftp tls websocket".split()
+)
 
 
 def _from_first_brace(body: bytes) -> bytes:
@@ -74,9 +78,17 @@ class SuricataDetector(JSONDetector):
             body = _from_first_brace(body)
         return super().parse(body)
 
-    def records(self, document: Any) -> list[Any]:
-        items = document if isinstance(document, list) else [document]
-        return [item for item in items if _is_alert(item)]
+    label = "Suricata EVE"
+    expects = f"an EVE record (an alert object, or event_type {', '.join(sorted(EVE_TYPES))})"
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return isinstance(record.get("alert"), Mapping) or record.get("event_type") == "alert"
+
+    def skip(self, record: Mapping[str, Any]) -> str | None:
+        kind = record.get("event_type")
+        if kind in EVE_TYPES and kind != "alert":
+            return f"EVE {kind!r} record: not an alert"
+        return None
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         alert = record.get("alert")
@@ -125,6 +137,12 @@ class SuricataDetector(JSONDetector):
                 where = f"{hostname}:{port}" if port and port != "80" else hostname
                 found.url(f"http://{where}{path if path.startswith('/') else '/' + path}")
         add_host(found, dig(record, "tls", "sni"))
+        for key in ("smb", "rdp"):  # the account an SMB (NTLMSSP) or RDP session named
+            session = mapping(record.get(key))
+            ntlm = mapping(session.get("ntlmssp"))
+            found.user(account(ntlm.get("user"), ntlm.get("domain")))
+            found.user(dig(session, "client", "id") if key == "rdp" else None)
+        found.user(dig(record, "krb5", "cname"))
         for name in _dns_names(record.get("dns")):
             add_host(found, name)
         files = record.get("files")

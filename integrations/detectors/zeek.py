@@ -38,6 +38,7 @@ from integrations.detectors.common import (
     ObservableBuilder,
     SeverityName,
     fingerprint,
+    has,
     raw_json,
     text,
     timestamp,
@@ -66,15 +67,11 @@ _LINK_NOTES = {"TeamCymruMalwareHashRegistry::Match"}  # their sub links to a lo
 
 def _notices(document: Any) -> list[Any]:
     items = document if isinstance(document, list) else [document]
-    kept = []
-    for item in items:
-        if isinstance(item, Mapping) and set(item) == {"notice"}:
-            item = item["notice"]  # the Kafka writer's tag_json wrapping
-        if not isinstance(item, Mapping):
-            kept.append(item)  # the base class reports it
-        elif text(item.get("note")) and text(item.get("_path") or "notice") in _NOTICE_PATHS:
-            kept.append(item)
-    return kept
+    # {"notice": {…}}: the Kafka writer's tag_json wrapping
+    return [
+        item["notice"] if isinstance(item, Mapping) and set(item) == {"notice"} else item
+        for item in items
+    ]
 
 
 class Options(BaseModel):
@@ -104,8 +101,22 @@ class ZeekDetector(JSONDetector):
         self.severity = severity
         self.severities = {**SEVERITIES_BY_NOTE, **dict(severities or {})}
 
+    label = "Zeek"
+    expects = "a notice.log record (note)"
+
     def records(self, document: Any) -> list[Any]:
         return _notices(document)
+
+    def recognises(self, record: Mapping[str, Any]) -> bool:
+        return text(record.get("note")) is not None
+
+    def skip(self, record: Mapping[str, Any]) -> str | None:
+        path = text(record.get("_path"))
+        if path is not None and path not in _NOTICE_PATHS:
+            return f"Zeek {path[:40]!r} log record: not a notice"
+        if text(record.get("note")) is None and has(record, "ts", "uid"):
+            return "Zeek log record without a note: not a notice"
+        return None
 
     def event(self, record: Mapping[str, Any]) -> ParsedEvent:
         note = text(record.get("note")) or "notice"

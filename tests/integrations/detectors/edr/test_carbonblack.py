@@ -32,6 +32,8 @@ def test_v7_search_answer_with_three_alert_types() -> None:
         "hashes": [
             "b53f3c0cd32d7f20849850768da6431e5f876b7bfa61db0aa0700b02873393fa",
             "ef3179d498793bf4234f708d3be28633",
+            "9785001b0dcf755eddb8af294a373c0b87b2498660f724e76c4d53f9c217c7a3",  # the parent's
+            "2e5a8590cf6848968fc23de3fa1e25f1",
         ],
         "processes": ["rundll32.exe", "powershell.exe"],
         "files": ["c:\\windows\\system32\\rundll32.exe"],
@@ -46,7 +48,10 @@ def test_v7_search_answer_with_three_alert_types() -> None:
         "users": ["svc_ci", "CORP\\svc_ci"],
         "hosts": ["build-agent-04"],
         "ips": ["10.40.8.4", "203.0.113.62"],
-        "hashes": ["5f9a9b4c2e6c3d1a0b8e7f6d5c4b3a29180716253443526170809a8b7c6d5e4f"],
+        "hashes": [
+            "5f9a9b4c2e6c3d1a0b8e7f6d5c4b3a29180716253443526170809a8b7c6d5e4f",
+            "b99d114b267ffd068c3289199b6df95a9f9e64872d6c2b666d63974bbce75bf2",  # cmd.exe's
+        ],
         "processes": ["certutil.exe", "cmd.exe"],
         "files": ["c:\\windows\\system32\\certutil.exe"],
     }
@@ -117,6 +122,7 @@ def test_data_forwarder_lines_with_empty_markers_and_v6_names() -> None:
 def test_ingress_gives_the_remote_end_the_source_role() -> None:
     alert = {
         "id": "x",
+        "type": "CONTAINER_RUNTIME",
         "reason": "r",
         "connection_type": "INTERNAL_INBOUND",
         "netconn_remote_ip": "10.244.9.9",
@@ -144,7 +150,7 @@ def test_ingress_gives_the_remote_end_the_source_role() -> None:
     ],
 )
 def test_severity_bands(value: object, expected: str) -> None:
-    alert = {"id": "x", "reason": "r", "severity": value}
+    alert = {"id": "x", "type": "CB_ANALYTICS", "reason": "r", "severity": value}
     [event] = CarbonBlackDetector().parse(json.dumps(alert).encode())
     assert event.severity == expected
     assert event.vendor_severity == (None if value is None else str(value))
@@ -162,7 +168,11 @@ def test_an_alert_without_id_gets_a_stable_fingerprint() -> None:
     [
         (b'{"results": [], "num_found": 0, "num_available": 0}', "holds no alerts"),
         (b'{"results": {"id": "x"}}', "results is not a list"),
-        (b'{"success": false, "message": "Unauthorized"}', "neither an id nor a reason"),
+        (
+            b'{"success": false, "message": "Unauthorized"}',
+            "not a Carbon Black Cloud alert: expected an alert with org_key or a type of "
+            "CB_ANALYTICS, WATCHLIST",
+        ),
     ],
 )
 def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None:
@@ -179,7 +189,7 @@ def test_an_over_long_id_is_kept_whole_for_ingest_to_fit() -> None:
     for every redelivery; the parser must not replace it with something that changes
     when the alert does (a fingerprint of the whole record)."""
     long_id = "x" * 300
-    first = {"id": long_id, "reason": "r", "workflow": {"status": "OPEN"}}
+    first = {"id": long_id, "org_key": "7DESJ9GN", "reason": "r", "workflow": {"status": "OPEN"}}
     second = {**first, "workflow": {"status": "CLOSED"}}
     parsed = [CarbonBlackDetector().parse(json.dumps(a).encode()) for a in (first, second)]
     ids = [events[0].external_id for events in parsed]

@@ -35,6 +35,7 @@ def test_events_api_page() -> None:
             EMOTET,
             "6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2b4d",
             "0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e",
+            "9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8",  # the parent's
         ],
         "processes": ["OUTLOOK.EXE"],  # the parent that wrote the file
         "files": ["C:\\Users\\lena\\AppData\\Local\\Temp\\Invoice_0310.doc"],  # no \\?\
@@ -43,6 +44,7 @@ def test_events_api_page() -> None:
         EMOTET: "sha256",
         "6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2b4d": "sha1",
         "0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e": "md5",
+        "9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8": "sha256",
     }
     assert summary(quarantined) == {
         "external_id": "7302418823915208706",
@@ -72,7 +74,10 @@ def test_events_api_page() -> None:
         "users": ["lena@ACCT-WS-22"],
         "hosts": [HOST],
         "ips": ["203.0.113.88", "10.60.2.22"],
-        "hashes": ["de96a6e69944335375dc1ac238336066889d9ffc7d73628ef4fe1b1b160ab32c"],
+        "hashes": [
+            "de96a6e69944335375dc1ac238336066889d9ffc7d73628ef4fe1b1b160ab32c",
+            "0a8ce026714e03e72c619307bd598add5f9b639cfd91437cb8d9c847bf9f6894",  # the parent's
+        ],
         "processes": ["WINWORD.EXE"],
         "files": ["/C:/Windows/System32/WindowsPowerShell/v1.0/powershell.exe"],
     }
@@ -96,6 +101,7 @@ def test_a_network_event_with_direction_and_url() -> None:
         "dst_ips": ["192.0.2.150"],
         "domains": ["drop.badstuff.example"],
         "urls": ["https://drop.badstuff.example/stage/payload.sh"],
+        "hashes": ["4c6e8a0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a4c6e8b0d2f4a6c"],  # curl's
         "processes": ["curl"],
     }
     assert event.raw == body.decode()
@@ -146,7 +152,8 @@ def test_a_page_split_into_one_event_per_document() -> None:
         (
             b'{"version": "v1.2.0", "errors": [{"error_code": 401, "description": "Unauthorized"}'
             b"]}",
-            "has no event_type",
+            r"not a Secure Endpoint alert: expected an event \(event_type with event_type_id, "
+            r"connector_guid or computer\)",
         ),
     ],
 )

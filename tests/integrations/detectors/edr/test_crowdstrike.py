@@ -95,16 +95,25 @@ def test_alerts_api_entities_response() -> None:
         "severity": "high",
         "vendor_severity": "High",
         "occurred_at": datetime(2026, 3, 3, 14, 2, 11, 402000, tzinfo=UTC),
-        "users": ["alice", "alice@corp.example.com"],
+        "users": ["CORP\\alice", "alice@corp.example.com", "alice"],  # logon_domain joined
         "hosts": ["FIN-LT-0042"],
         "ips": ["10.20.4.17", "203.0.113.10", "192.0.2.66"],
         "src_ips": ["10.20.4.17"],
         "dst_ips": ["192.0.2.66"],
-        "hashes": [sha, "7353f60b1739074eb17c5f4dddefe239", stage2],  # not the parents'
+        "hashes": [
+            sha,
+            "7353f60b1739074eb17c5f4dddefe239",
+            "b99d114b267ffd068c3289199b6df95a9f9e64872d6c2b666d63974bbce75bf2",  # the parent's
+            "911d039e71583a07320b32bde22f8e22",
+            stage2,
+            "1e2d3c4b5a69788796a5b4c3d2e1f0a9",  # the indicator's md5 (ioc_context)
+        ],
         "domains": ["cdn.badstuff.example"],
         "processes": ["powershell.exe", "cmd.exe", "explorer.exe"],
         "files": [
             "\\Device\\HarddiskVolume3\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            "\\Device\\HarddiskVolume3\\Windows\\System32\\cmd.exe",
+            "\\Device\\HarddiskVolume3\\Windows\\explorer.exe",
             "\\Device\\HarddiskVolume3\\Users\\alice\\AppData\\Local\\Temp\\stage2.ps1",
         ],
     }
@@ -199,7 +208,7 @@ def test_crowdscore_bands(score: float, expected: str) -> None:
 
 
 def test_an_alert_without_id_gets_a_stable_fingerprint() -> None:
-    body = b'{"name": "CustomIOAWinMedium", "severity": 50, "user_name": "dave"}'
+    body = b'{"cid": "c1", "product": "epp", "name": "CustomIOAWinMedium", "severity": 50}'
     [first] = CrowdStrikeDetector().parse(body)
     [second] = CrowdStrikeDetector().parse(body)
     assert first.external_id.startswith("sha256:") and first.external_id == second.external_id
@@ -213,14 +222,20 @@ def test_an_alert_without_id_gets_a_stable_fingerprint() -> None:
         (b'{"meta": {}, "resources": null, "errors": []}', "holds no alerts"),
         (b'{"resources": {"id": "x"}}', "resources is not a list"),
         (
-            b'{"metadata": {"eventType": "UserActivityAuditEvent"}, "event": {}}',
-            "holds no alerts",
+            b'{"metadata": {"eventType": "DetectionSummaryEvent"}, "event": {}}',
+            "no id, name or description",
         ),
         (
             b'{"metadata": {"eventType": "DetectionSummaryEvent"}, "event": "x"}',
             "'event' is not an object",
         ),
-        (b'{"status": "new", "severity": 70}', "no id, name or description"),
+        (
+            b'{"status": "new", "severity": 70}',
+            r"not a CrowdStrike Falcon alert: expected an Event Streams event \(metadata"
+            r"\.eventType and event\), an Alerts API alert \(composite_id, or cid with "
+            r"aggregate_id, pattern_id or product\) or a Detects API detection "
+            r"\(detection_id with behaviors\)",
+        ),
         (b"[1, 2]", "alert 0 is not a JSON object"),
     ],
 )
@@ -231,3 +246,69 @@ def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None
 
 def test_registered_by_name() -> None:
     assert isinstance(detectors.get("crowdstrike")(), CrowdStrikeDetector)
+
+
+def test_stream_events_that_are_not_alerts_are_skipped_with_a_reason() -> None:
+    body = (
+        b'{"metadata": {"eventType": "UserActivityAuditEvent", "offset": 1}, "event": {}}\n'
+        b'{"metadata": {"eventType": "AuthActivityAuditEvent", "offset": 2}, "event": {}}\n'
+        b'{"metadata": {"eventType": "UserActivityAuditEvent", "offset": 3}, "event": {}}\n'
+    )
+    events = CrowdStrikeDetector().parse(body)
+    assert list(events) == []
+    assert events.skipped == {  # type: ignore[attr-defined]
+        "Falcon stream event 'UserActivityAuditEvent': not an alert": 2,
+        "Falcon stream event 'AuthActivityAuditEvent': not an alert": 1,
+    }
+
+
+def test_an_epp_stream_detection_with_every_nested_record() -> None:
+    [event] = parse("stream_epp_full.json")
+    folder = "\\Device\\HarddiskVolume3\\Users\\bob\\AppData\\Roaming"
+    assert summary(event) == {
+        "external_id": f"{CID}:ind:0f1e2d3c4b5a69788796a5b4c3d2e1f0:40123987654-10356-90311",
+        "title": "RansomwareFileModification: A process modified a large number of files, "
+        "consistent with ransomware.",
+        "severity": "critical",
+        "vendor_severity": "Critical",
+        "occurred_at": datetime(2026, 3, 3, 17, 46, 40, tzinfo=UTC),
+        "users": ["CORP\\bob", "bob@corp.example.com"],  # LogonDomain\UserName, UserPrincipal
+        "hosts": ["HR-WS-11"],
+        "ips": ["10.20.9.44", "198.51.100.31", "203.0.113.210"],  # local, external, remote
+        "src_ips": ["10.20.9.44"],
+        "dst_ips": ["203.0.113.210"],
+        "hashes": [
+            "b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5",
+            "c4e6a8b0d2f4a6c8e0b2d4f6a8c0e2b4",
+        ],
+        "domains": ["pay.ransom-example.onion.example"],  # DnsRequests
+        "processes": ["svch0st.exe", "explorer.exe"],
+        "files": [
+            f"{folder}\\svch0st.exe",
+            "\\Device\\HarddiskVolume3\\Windows\\explorer.exe",
+            f"{folder}\\dropper.dll",  # ExecutablesWritten
+        ],
+    }
+
+
+def test_a_detection_of_the_retired_detects_api() -> None:
+    [event] = parse("detects_v1.json")
+    assert summary(event) == {
+        "external_id": "ldt:0f1e2d3c4b5a69788796a5b4c3d2e1f0:38654705700",
+        "title": "RundllSuspiciousDll: Rundll32 loaded a DLL from a user-writable folder.",
+        "severity": "high",
+        "vendor_severity": "High",
+        "occurred_at": datetime(2026, 3, 2, 10, 15, 21, tzinfo=UTC),  # first_behavior
+        "users": ["kim"],
+        "hosts": ["SALES-LT-12"],
+        "ips": ["10.20.6.12", "198.51.100.73"],  # the device's local and external address
+        "hashes": [
+            "5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c",
+            "6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a",
+            "7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e",  # the parent's
+            "8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c",
+        ],
+        "domains": ["cdn.evil-updates.example"],  # the behavior's indicator
+        "processes": ["rundll32.exe"],
+        "files": ["\\Device\\HarddiskVolume3\\Windows\\System32\\rundll32.exe"],
+    }

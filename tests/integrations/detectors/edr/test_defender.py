@@ -32,7 +32,10 @@ def test_alerts_list_with_evidence() -> None:
         "ips": ["198.51.100.99"],
         "hashes": [MIMI_SHA256, "9e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c"],
         "processes": ["mimi.exe", "powershell.exe"],
-        "files": ["C:\\Users\\erin\\AppData\\Local\\Temp\\mimi.exe"],
+        "files": [
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",  # the parent
+            "C:\\Users\\erin\\AppData\\Local\\Temp\\mimi.exe",
+        ],
     }
     assert lsass.observables.hash_types[MIMI_SHA256] == "sha256"
     assert summary(emotet) == {
@@ -115,7 +118,15 @@ def test_account_names(name: str | None, domain: str | None, expected: str | Non
             b'{"error": {"code": "Unauthorized", "message": "Authorization token expired"}}',
             "an API error, not alerts: Authorization token expired",
         ),
-        (b'{"severity": "High", "status": "New"}', "neither an id nor a title"),
+        (
+            b'{"severity": "High", "status": "New"}',
+            r"not a Defender for Endpoint alert: expected an alert of the alerts API "
+            r"\(alertCreationTime, machineId or computerDnsName\)",
+        ),
+        (
+            b'{"machineId": "m-1", "severity": "High"}',
+            "neither an id nor a title",
+        ),
     ],
 )
 def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None:
@@ -124,7 +135,7 @@ def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None
 
 
 def test_an_alert_without_id_gets_a_stable_fingerprint() -> None:
-    body = b'{"title": "Ransomware behavior detected", "severity": "high"}'
+    body = b'{"title": "Ransomware behavior detected", "severity": "high", "machineId": "m1"}'
     [first] = DefenderDetector().parse(body)
     [second] = DefenderDetector().parse(body)
     assert first.external_id.startswith("sha256:") and first.external_id == second.external_id
@@ -133,3 +144,26 @@ def test_an_alert_without_id_gets_a_stable_fingerprint() -> None:
 
 def test_registered_by_name() -> None:
     assert isinstance(detectors.get("defender")(), DefenderDetector)
+
+
+def test_logged_on_users_given_as_json_text() -> None:
+    [event] = parse("streaming_logged_on.json")
+    assert summary(event) == {
+        "external_id": "da638772011122233344_-1122334455",
+        "title": "Suspicious PowerShell command line",
+        "severity": "medium",
+        "vendor_severity": "Medium",
+        "occurred_at": datetime(2026, 3, 8, 11, 1, 10, tzinfo=UTC),
+        "users": ["CORP\\rita", "CORP\\svc_patch", "rita@corp.example.com"],
+        "hosts": ["ops-ws-07.corp.example.com"],
+        "ips": ["203.0.113.140"],
+        "hashes": [
+            "de96a6e69944335375dc1ac238336066889d9ffc7d73628ef4fe1b1b160ab32c",
+            "6cbce4a295c163791b60fc23d285e6d84f28ee4c",
+        ],
+        "processes": ["powershell.exe", "wmiprvse.exe"],
+        "files": [
+            "C:\\Windows\\System32\\wbem\\wmiprvse.exe",
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        ],
+    }

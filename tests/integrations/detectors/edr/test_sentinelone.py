@@ -109,14 +109,21 @@ def test_cloud_detection_alerts_page() -> None:
         "ips": ["10.30.2.21", "192.0.2.99"],
         "src_ips": ["10.30.2.21"],
         "dst_ips": ["192.0.2.99"],
-        "hashes": [  # the acting process's; the parent (sqlservr.exe) is context
+        "hashes": [  # the acting process's, then its parent's (sqlservr.exe)
             "b99d114b267ffd068c3289199b6df95a9f9e64872d6c2b666d63974bbce75bf2",
             "ded8fd7f36417f66eb6ada10e0c0d7c0022986e9",
             "911d039e71583a07320b32bde22f8e22",
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
+            "a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4",
         ],
         "domains": ["c2.badstuff.example"],
         "processes": ["cmd.exe", "sqlservr.exe"],
-        "files": ["C:\\Windows\\System32\\cmd.exe"],
+        "files": [
+            "C:\\Windows\\System32\\cmd.exe",
+            "C:\\Program Files\\Microsoft SQL Server\\MSSQL16.MSSQLSERVER\\MSSQL\\Binn"
+            "\\sqlservr.exe",
+        ],
     }
     assert summary(spray) == {
         "external_id": "2038475611102940001",
@@ -184,10 +191,12 @@ def test_an_activities_page_keeps_only_threat_activities() -> None:
         (b'{"data": [], "pagination": {"nextCursor": null, "totalItems": 0}}', "no alerts"),
         (
             b'{"errors": [{"code": 4010010, "detail": null, "title": "Authentication Failed"}]}',
-            "not a SentinelOne threat, alert or threat notification",
+            r"not a SentinelOne alert: expected a threat \(threatInfo, or fileContentHash in API "
+            r"2\.0\), a cloud-detection alert \(alertInfo or ruleInfo\) or a threat activity "
+            r"\(activityType with threatId\)",
         ),
         (b'{"activityType": 27, "threatId": null, "data": {}}', "holds no alerts"),
-        (b'{"threatInfo": "x", "alertInfo": 3}', "not a SentinelOne threat"),
+        (b'{"threatInfo": "x", "alertInfo": 3}', "not a SentinelOne alert: expected"),
     ],
 )
 def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None:

@@ -118,7 +118,11 @@ def test_a_single_item_keeps_its_body() -> None:
     [("low", "low"), ("medium", "medium"), ("high", "high"), ("HIGH", "high"), (None, "medium")],
 )
 def test_severity(value: str | None, expected: str) -> None:
-    [event] = SophosDetector().parse(json.dumps({"id": "a", "severity": value}).encode())
+    [event] = SophosDetector().parse(
+        json.dumps(
+            {"id": "a", "type": "Event::Endpoint::Threat::Detected", "severity": value}
+        ).encode()
+    )
     assert (event.severity, event.vendor_severity) == (expected, value)
 
 
@@ -127,7 +131,12 @@ def test_severity(value: str | None, expected: str) -> None:
     [
         (b'{"has_more": false, "items": [], "next_cursor": "x"}', "holds no alerts"),
         (b'{"items": "none"}', "items is not a list"),
-        (b'{"error": "Unauthorized", "message": "token expired"}', "neither an id nor a desc"),
+        (
+            b'{"error": "Unauthorized", "message": "token expired"}',
+            r"not a Sophos Central alert: expected a SIEM alert or event \(type 'Event::…'\) "
+            r"or a Common API alert \(raisedAt or managedAgent\)",
+        ),
+        (b'{"managedAgent": {"id": "a"}, "severity": "high"}', "neither an id nor a desc"),
     ],
 )
 def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None:
@@ -136,7 +145,10 @@ def test_what_is_not_an_alert_is_a_parse_error(body: bytes, reason: str) -> None
 
 
 def test_an_item_without_id_gets_a_stable_fingerprint() -> None:
-    body = b'{"description": "Malware detected", "severity": "high", "location": "PC-1"}'
+    body = (
+        b'{"type": "Event::Endpoint::Threat::Detected", "description": "Malware detected", '
+        b'"severity": "high", "location": "PC-1"}'
+    )
     [first] = SophosDetector().parse(body)
     [second] = SophosDetector().parse(body)
     assert first.external_id.startswith("sha256:") and first.external_id == second.external_id
@@ -144,3 +156,35 @@ def test_an_item_without_id_gets_a_stable_fingerprint() -> None:
 
 def test_registered_by_name() -> None:
     assert isinstance(detectors.get("sophos")(), SophosDetector)
+
+
+def test_the_siem_scripts_json_carries_the_user_and_the_sha256() -> None:
+    event, alert = parse("siem_script.jsonl")
+    assert summary(event) == {
+        "external_id": "5f7b9d1e-3a5c-4f9b-8d3e-5a7c9f1b3d5e",
+        "title": "Malware detected: 'Mal/Generic-S' at 'C:\\Users\\pia\\Downloads\\setup.exe'",
+        "severity": "high",
+        "vendor_severity": "high",
+        "occurred_at": datetime(2026, 3, 9, 12, 14, 1, tzinfo=UTC),
+        "users": ["CORP\\pia"],  # suser, as the script writes it
+        "hosts": ["PIA-LT"],
+        "ips": ["10.70.1.14"],
+        "hashes": ["8a0c2e4b6d8f0a2c4e6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c"],
+        "files": [
+            "C:\\Users\\pia\\Downloads\\setup.exe",
+            "C:\\Program Files\\Mozilla Firefox\\firefox.exe",  # the remedied item's process
+        ],
+    }
+    assert summary(alert) == {
+        "external_id": "6a8c0e2b-4d6f-4a0c-9e2b-6d8f0a2c4e6b",
+        "title": "Malicious behavior detected in memory: 'AMSI/PsObfs-A'",
+        "severity": "medium",
+        "vendor_severity": "medium",
+        "occurred_at": datetime(2026, 3, 9, 12, 30, 45, tzinfo=UTC),
+        "users": ["CORP\\quinn"],
+        "hosts": ["QUINN-WS"],
+        "ips": ["10.70.2.31"],
+        "hashes": ["9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d"],  # in data
+        "processes": ["powershell.exe"],  # the AMSI data under "data"
+        "files": ["C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"],
+    }

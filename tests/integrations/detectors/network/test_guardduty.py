@@ -19,7 +19,7 @@ SSH_BRUTEFORCE = {
     "vendor_severity": "2",
     "occurred_at": datetime(2026, 3, 4, 8, 57, 9, tzinfo=UTC),  # service.eventFirstSeen
     "hosts": ["i-0a1b2c3d4e5f60718"],
-    "ips": ["10.0.1.23", "198.51.100.44"],
+    "ips": ["10.0.1.23", "203.0.113.10", "198.51.100.44"],  # private and public, then remote
     "src_ips": ["198.51.100.44"],  # INBOUND: the remote end attacks
     "dst_ips": ["10.0.1.23"],
 }
@@ -47,7 +47,7 @@ def test_bare_finding_outbound_connection() -> None:
         "vendor_severity": "8",
         "occurred_at": datetime(2026, 3, 4, 11, 20, 2, tzinfo=UTC),
         "hosts": ["i-099aa88bb77cc66dd"],
-        "ips": ["10.0.8.51", "192.0.2.66"],
+        "ips": ["10.0.8.51", "2001:db8:1200:7a00::1f", "192.0.2.66"],  # ipv6Addresses too
         "src_ips": ["10.0.8.51"],
         "dst_ips": ["192.0.2.66"],  # OUTBOUND: the instance calls the remote end
     }
@@ -62,7 +62,7 @@ def test_get_findings_from_the_cli_in_pascal_case() -> None:
         "severity": "medium",
         "vendor_severity": "5.0",
         "occurred_at": datetime(2026, 3, 3, 22, 30, 51, tzinfo=UTC),
-        "users": ["deploy-bot"],
+        "users": ["deploy-bot", "AIDAJQABLZS4A3QDU576Q"],  # the user name, the principal id
         "ips": ["203.0.113.200"],
         "src_ips": ["203.0.113.200"],
     }
@@ -73,7 +73,7 @@ def test_get_findings_from_the_cli_in_pascal_case() -> None:
         "vendor_severity": "2.0",
         "occurred_at": datetime(2026, 3, 3, 18, 44, tzinfo=UTC),
         "hosts": ["i-0c0ffee0c0ffee001"],
-        "ips": ["10.0.4.17", "192.0.2.14", "192.0.2.15"],
+        "ips": ["10.0.4.17", "198.51.100.150", "192.0.2.14", "192.0.2.15"],
         "src_ips": ["192.0.2.14", "192.0.2.15"],
         "dst_ips": ["10.0.4.17"],
     }
@@ -94,7 +94,7 @@ def test_api_findings_dns_runtime_malware_and_attack_sequence() -> None:
         "occurred_at": datetime(2026, 3, 4, 2, 10, tzinfo=UTC),
         "hosts": ["i-0deadbeef0000cafe"],
         "ips": ["10.0.9.200"],
-        "domains": ["xmr.pool.example-mining.com"],
+        "domains": ["xmr.pool.example-mining.com", "example-mining.com"],  # domainWithSuffix
     }
     sha = "e2d8c1a9b07f4c3e5d6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e"
     assert summary(shell) == {
@@ -103,6 +103,7 @@ def test_api_findings_dns_runtime_malware_and_attack_sequence() -> None:
         "severity": "high",
         "vendor_severity": "8.0",
         "occurred_at": datetime(2026, 3, 4, 3, 1, 5, 417000, tzinfo=UTC),  # createdAt
+        "users": ["www-data"],  # the account the process ran as
         "hosts": ["i-0fa11bacc0ffee123"],
         "ips": ["10.0.12.9", "2001:db8:1200:7b00::9", "2001:db8:bad:c0de::4"],
         "src_ips": ["2001:db8:1200:7b00::9"],
@@ -138,11 +139,27 @@ def test_sns_notification_carries_the_eventbridge_event() -> None:
     assert summary(event) == SSH_BRUTEFORCE
 
 
+def test_guardduty_events_that_are_not_findings_are_skipped_with_their_type() -> None:
+    events = parse("eventbridge_scan_result.json")
+    assert list(events) == []
+    assert events.skipped == {  # type: ignore[attr-defined]
+        "GuardDuty EventBridge event 'GuardDuty Malware Protection Object Scan Result': "
+        "not a finding": 1
+    }
+
+
+def test_another_services_eventbridge_event_is_refused() -> None:
+    with pytest.raises(ParseError, match="EventBridge event of type 'EC2 Instance State-change"):
+        GuardDutyDetector().parse(
+            b'{"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",'
+            b' "detail": {}}'
+        )
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
         ("sns_subscription_confirmation.json", "confirm it with its SubscribeURL"),
-        ("eventbridge_scan_result.json", "is not a 'GuardDuty Finding'"),
     ],
 )
 def test_what_is_not_a_finding_says_what_it_is(name: str, reason: str) -> None:
@@ -166,7 +183,7 @@ def test_what_is_not_a_finding_says_what_it_is(name: str, reason: str) -> None:
     ],
 )
 def test_severity_bands(value: object, expected: str) -> None:
-    finding = {"id": "x", "type": "Recon:EC2/Portscan", "severity": value}
+    finding = {"id": "x", "schemaVersion": "2.0", "type": "Recon:EC2/Portscan", "severity": value}
     [event] = GuardDutyDetector().parse(json.dumps(finding).encode())
     assert event.severity == expected
     assert event.vendor_severity == (None if value is None else str(value))
@@ -175,7 +192,12 @@ def test_severity_bands(value: object, expected: str) -> None:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (b'{"id": "x", "severity": 5}', "neither a type nor a title"),
+        (
+            b'{"id": "x", "severity": 5}',
+            r"not a GuardDuty alert: expected a finding \(type with schemaVersion, accountId, "
+            r"resource or service\), an EventBridge event of detail-type 'GuardDuty Finding', "
+            r"or an SNS notification of one",
+        ),
         (b'{"findings": []}', "holds no alerts"),
         (b'{"Type": "Notification", "Message": "not json"}', "Message is not JSON"),
         (b'{"detail-type": "GuardDuty Finding", "detail": "x"}', "not a JSON object"),
@@ -187,7 +209,7 @@ def test_broken_deliveries_raise_parse_error(body: bytes, reason: str) -> None:
 
 
 def test_a_finding_without_id_gets_a_stable_fingerprint() -> None:
-    body = b'{"type": "Recon:EC2/Portscan", "severity": 5, "title": null}'
+    body = b'{"type": "Recon:EC2/Portscan", "accountId": "1", "severity": 5, "title": null}'
     [first] = GuardDutyDetector().parse(body)
     [second] = GuardDutyDetector().parse(body)
     assert first.external_id.startswith("sha256:") and first.external_id == second.external_id

@@ -127,7 +127,12 @@ def test_a_request_without_the_challenge_gets_no_answer() -> None:
     [
         (b'{"eventType": "com.okta.event_hook", "data": {}}', "without data.events"),
         (b'{"eventType": "com.okta.event_hook", "data": {"events": []}}', "holds no alerts"),
-        (b'{"uuid": "u-1", "severity": "INFO"}', "neither an eventType nor a displayMessage"),
+        (
+            b'{"uuid": "u-1", "severity": "INFO"}',
+            r"not an Okta alert: expected a System Log event \(eventType with uuid, published "
+            r"or actor\)",
+        ),
+        (b'{"uuid": "u-1", "displayMessage": null}', "neither an eventType nor a displayMessage"),
         (b"[]", "holds no alerts"),
     ],
 )

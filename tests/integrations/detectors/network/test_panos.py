@@ -173,3 +173,56 @@ def test_times_out_of_range_are_absent() -> None:
     [event] = PanOSDetector(timezone="Europe/Paris").parse(log.encode())
     assert event.occurred_at is None
     assert event.title == "PAN-OS spyware: Zeus Command And Control Traffic"
+
+
+def test_cef_and_leef_layouts_behind_syslog_headers() -> None:
+    body = payload("panos", "cef_leef.log")
+    virus, dns = PanOSDetector(timezone="Europe/Paris").parse(body)  # the TRAFFIC log is not
+    assert summary(virus) == {
+        "external_id": "013201012345:7294836177",  # the CSV layout's id for the same log
+        "title": "PAN-OS virus: Virus/Win32.WGeneric.ezxmpf",
+        "severity": "high",
+        "vendor_severity": "4",
+        "occurred_at": datetime(2026, 3, 5, 13, 21, 7, tzinfo=UTC),
+        "users": ["corp\\jsmith"],
+        "ips": ["10.1.4.22", "203.0.113.50"],  # not the NAT address, not the firewall
+        "src_ips": ["10.1.4.22"],
+        "dst_ips": ["203.0.113.50"],
+        "hashes": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+        "files": ["invoice_0305.zip"],
+    }
+    assert summary(dns) == {
+        "external_id": "013201012345:7294837001",
+        "title": "PAN-OS spyware: Suspicious DNS Query (generic:c2.badstuff.example)",
+        "severity": "high",
+        "vendor_severity": "high",
+        "occurred_at": datetime(2026, 3, 5, 13, 30, 11, tzinfo=UTC),
+        "users": ["corp\\mlee"],
+        "hosts": ["WS-MLEE-02"],
+        "ips": ["10.1.7.33", "198.51.100.66"],
+        "src_ips": ["10.1.7.33"],
+        "dst_ips": ["198.51.100.66"],
+        "domains": ["c2.badstuff.example"],
+    }
+
+
+def test_a_leef_log_with_tabs_and_only_the_local_receive_time() -> None:
+    line = (
+        "LEEF:1.0|Palo Alto Networks|PAN-OS Syslog Integration|11.1.0|9999|"
+        "ReceiveTime=2026/03/05 14:40:00\tSerialNumber=013201012345\tcat=THREAT\t"
+        "Subtype=url\tsrc=10.1.9.9\tdst=192.0.2.80\tSeverity=informational\t"
+        "sequence=7294839000\tMiscellaneous=www.badstuff.example/drop/x.exe"
+    )
+    [event] = PanOSDetector(timezone="Europe/Paris").parse(line.encode())
+    assert summary(event) == {
+        "external_id": "013201012345:7294839000",
+        "title": "PAN-OS url: www.badstuff.example/drop/x.exe",
+        "severity": "informational",
+        "vendor_severity": "informational",
+        "occurred_at": datetime(2026, 3, 5, 13, 40, tzinfo=UTC),  # Paris local time
+        "ips": ["10.1.9.9", "192.0.2.80"],
+        "src_ips": ["10.1.9.9"],
+        "dst_ips": ["192.0.2.80"],
+        "domains": ["www.badstuff.example"],
+        "urls": ["www.badstuff.example/drop/x.exe"],
+    }

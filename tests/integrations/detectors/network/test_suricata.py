@@ -150,9 +150,21 @@ def test_the_target_keyword_decides_the_roles() -> None:
     assert event.observables.dst_ips == ["192.0.2.9"]
 
 
-def test_a_delivery_without_alerts_says_so() -> None:
-    with pytest.raises(ParseError, match="suricata: the delivery holds no alerts"):
-        parse("no_alerts.jsonl")
+def test_a_delivery_without_alerts_is_accepted_and_skipped_with_reasons() -> None:
+    events = parse("no_alerts.jsonl")
+    assert list(events) == []
+    assert events.skipped == {  # type: ignore[attr-defined]
+        "EVE 'flow' record: not an alert": 1,
+        "EVE 'stats' record: not an alert": 1,
+    }
+
+
+def test_a_record_that_is_no_eve_record_is_refused_naming_the_types() -> None:
+    with pytest.raises(ParseError) as caught:
+        SuricataDetector().parse(b'{"event_type": "Threat Detected", "id": 1}')
+    message = str(caught.value)
+    assert message.startswith("suricata: not a Suricata EVE alert: expected an EVE record (an ")
+    assert "event_type alert, anomaly, arp," in message and message.endswith("websocket)")
 
 
 @pytest.mark.parametrize(

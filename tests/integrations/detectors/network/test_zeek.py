@@ -150,9 +150,22 @@ def test_the_same_notice_twice_is_one_id() -> None:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (b'{"_path": "conn", "note": "x"}', "holds no alerts"),
-        (b'{"ts": 1, "uid": "C1", "id.orig_h": "10.0.0.1"}', "holds no alerts"),
-        (b'{"note": null, "msg": "x"}', "holds no alerts"),
+        (b'{"_path": "conn", "note": "x"}', "Zeek 'conn' log record: not a notice"),
+        (
+            b'{"ts": 1, "uid": "C1", "id.orig_h": "10.0.0.1"}',
+            "Zeek log record without a note: not a notice",
+        ),
+    ],
+)
+def test_other_zeek_logs_are_skipped_with_a_reason(body: bytes, reason: str) -> None:
+    events = ZeekDetector().parse(body)
+    assert (list(events), events.skipped) == ([], {reason: 1})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"note": null, "msg": "x"}', r"not a Zeek alert: expected a notice\.log record"),
         (b"[1]", "alert 0 is not a JSON object"),
         (b"#separator \\x09\n#fields\tts\tnote", "not valid JSON"),
     ],
