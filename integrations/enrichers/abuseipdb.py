@@ -23,9 +23,8 @@ from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    raise_for_status,
-    send,
 )
+from integrations.http import ONCE, VendorHTTP
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
 from pipeline.plugins import Context, EnvName, lookups
@@ -117,6 +116,7 @@ class AbuseIPDBLookup:
     ) -> None:
         self.http = http
         self._api_key = api_key
+        self.api = VendorHTTP(VENDOR, http, policy=ONCE, secrets=lambda: [api_key])
         self.base_url = base_url.rstrip("/")
         self.max_age_days = max_age_days
         self.malicious_at = malicious_at
@@ -140,15 +140,13 @@ class AbuseIPDBLookup:
             ip = str(ipaddress.ip_address(value.strip()))
         except ValueError:
             return None
-        response = await send(
-            self.http,
+        response = await self.api.send(
             "GET",
             f"{self.base_url}/api/v2/check",
-            vendor=VENDOR,
             params={"ipAddress": ip, "maxAgeInDays": str(self.max_age_days), "verbose": ""},
             headers={"Key": self._api_key.get_secret_value(), "Accept": "application/json"},
         )
-        raise_for_status(response, vendor=VENDOR, secrets=[self._api_key])
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
         data = expect_mapping(body.get("data"), vendor=VENDOR, what="data")
         return self._facts(ip, data)

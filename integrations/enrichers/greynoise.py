@@ -25,9 +25,8 @@ from integrations.enrichers.httpbase import (
     expect_mapping,
     http_client,
     json_body,
-    raise_for_status,
-    send,
 )
+from integrations.http import ONCE, VendorHTTP
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
 from pipeline.plugins import Context, EnvName, lookups
@@ -73,6 +72,7 @@ class GreyNoiseLookup:
     ) -> None:
         self.http = http
         self._api_key = api_key
+        self.api = VendorHTTP(VENDOR, http, policy=ONCE, secrets=lambda: [api_key])
         self.base_url = base_url.rstrip("/")
 
     @classmethod
@@ -93,16 +93,14 @@ class GreyNoiseLookup:
         if address.version != 4:
             return None
         ip = str(address)
-        response = await send(
-            self.http,
+        response = await self.api.send(
             "GET",
             f"{self.base_url}/v3/community/{ip}",
-            vendor=VENDOR,
             headers={"key": self._api_key.get_secret_value(), "Accept": "application/json"},
         )
         if response.status_code in (400, 404) and _not_known(response):
             return None
-        raise_for_status(response, vendor=VENDOR, secrets=[self._api_key])
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
         facts = _facts(ip, body)
         if not (facts["noise"] or facts["riot"] or facts["classification"]):

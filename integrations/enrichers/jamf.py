@@ -22,7 +22,6 @@ NAT) → the most recently seen Mac, with ``matches`` saying how many there were
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
 from collections.abc import Callable, Mapping
@@ -35,9 +34,8 @@ from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    raise_for_status,
-    send,
 )
+from integrations.http import ONCE, TokenCache, VendorHTTP, with_bearer
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
 from pipeline.plugins import Context, EnvName, lookups
@@ -94,14 +92,13 @@ class JamfLookup:
         page_size: int = 20,
     ) -> None:
         self.http = http
+        self.api = VendorHTTP(VENDOR, http, policy=ONCE, secrets=self._secrets)
         self.base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
-        self._clock = clock
         self.page_size = page_size
-        self._token: str | None = None
-        self._renew_at = 0.0
-        self._lock = asyncio.Lock()
+        # renewed a quarter of its life early, at most 30 s
+        self.tokens = TokenCache(self._fetch_token, clock=clock, most_early=30.0)
 
     @classmethod
     def build(cls, options: JamfOptions, context: Context) -> JamfLookup:
@@ -136,44 +133,21 @@ class JamfLookup:
         params: list[tuple[str, str]] = [("section", s) for s in SECTIONS]
         params += [("page", "0"), ("page-size", str(self.page_size)), ("filter", rsql)]
         url = f"{self.base_url}/api/v1/computers-inventory"
-        response, used = await self._get(url, params)
-        if response.status_code == 401:  # revoked or expired early: renew once
-            async with self._lock:
-                if self._token == used:
-                    self._token = None
-            response, _ = await self._get(url, params)
-        raise_for_status(response, vendor=VENDOR, secrets=self._secrets())
+        accept = {"Accept": "application/json"}
+        response = await with_bearer(
+            self.api.send, self.tokens, "GET", url, params=params, headers=accept
+        )
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
         results = body.get("results")
         if not isinstance(results, list):
             raise IntegrationError(f"{VENDOR}: unexpected response: results is not a list")
         return [r for r in results if isinstance(r, Mapping)]
 
-    async def _get(self, url: str, params: list[tuple[str, str]]) -> tuple[httpx.Response, str]:
-        token = await self._bearer()
-        response = await send(
-            self.http,
-            "GET",
-            url,
-            vendor=VENDOR,
-            params=params,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        )
-        return response, token
-
-    async def _bearer(self) -> str:
-        async with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
-                await self._fetch_token()
-            assert self._token is not None
-            return self._token
-
-    async def _fetch_token(self) -> None:
-        response = await send(
-            self.http,
+    async def _fetch_token(self, doing: str = "") -> tuple[str, float]:
+        response = await self.api.send(
             "POST",
             f"{self.base_url}/api/oauth/token",
-            vendor=VENDOR,
             data={
                 "client_id": self._client_id.get_secret_value(),
                 "client_secret": self._client_secret.get_secret_value(),
@@ -183,18 +157,17 @@ class JamfLookup:
         )
         if response.status_code in (400, 401):  # OAuth says invalid_client with 400 or 401
             raise IntegrationError(f"{VENDOR}: API client credentials refused (token endpoint)")
-        raise_for_status(response, vendor=VENDOR, secrets=self._secrets())
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="token")
         token, lifetime = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not token:
             raise IntegrationError(f"{VENDOR}: unexpected token response: no access_token")
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
             raise IntegrationError(f"{VENDOR}: unexpected token response: no expires_in")
-        self._token = token
-        self._renew_at = self._clock() + lifetime - min(30.0, lifetime / 4)
+        return token, float(lifetime)
 
     def _secrets(self) -> list[SecretStr | str]:
-        return [self._client_secret, self._client_id, self._token or ""]
+        return [self._client_secret, self._client_id, self.tokens.current]
 
     def _facts(self, computer: Mapping[str, Any]) -> dict[str, Any]:
         jamf_id = str(computer.get("id", ""))

@@ -34,9 +34,8 @@ from integrations.enrichers.httpbase import (
     decode_json,
     expect_mapping,
     http_client,
-    raise_for_status,
-    send,
 )
+from integrations.http import ONCE, VendorHTTP
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind
 from pipeline.plugins import Context, EnvName, lookups
@@ -120,6 +119,7 @@ class MispLookup:
     ) -> None:
         self.http = http
         self._api_key = api_key
+        self.api = VendorHTTP(VENDOR, http, policy=ONCE, secrets=lambda: [api_key])
         self.base_url = base_url.rstrip("/")
         self.external = external
         self.limit = limit
@@ -165,18 +165,16 @@ class MispLookup:
             "limit": self.limit,
             "page": 1,
         }
-        response = await send(
-            self.http,
+        response = await self.api.send(
             "POST",
             f"{self.base_url}/attributes/restSearch",
-            vendor=VENDOR,
             json=query,
             headers={
                 "Authorization": self._api_key.get_secret_value(),
                 "Accept": "application/json",
             },
         )
-        raise_for_status(response, vendor=VENDOR, secrets=[self._api_key])
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
         inner = expect_mapping(body.get("response"), vendor=VENDOR, what="response")
         attributes = inner.get("Attribute", [])

@@ -34,9 +34,8 @@ from integrations.enrichers.httpbase import (
     expect_mapping,
     http_client,
     json_body,
-    raise_for_status,
-    send,
 )
+from integrations.http import ONCE, VendorHTTP
 from pipeline.errors import IntegrationError
 from pipeline.observables import Kind, hash_type
 from pipeline.plugins import Context, EnvName, lookups
@@ -99,6 +98,7 @@ class VirusTotalLookup:
     ) -> None:
         self.http = http
         self._api_key = api_key
+        self.api = VendorHTTP(VENDOR, http, policy=ONCE, secrets=lambda: [api_key])
         self.base_url = base_url.rstrip("/")
         self.malicious_threshold = malicious_threshold
 
@@ -116,16 +116,14 @@ class VirusTotalLookup:
         if ident is None:
             return None  # not something VirusTotal could know (e.g. a non-hex "hash")
         collection, gui = _COLLECTIONS[kind]
-        response = await send(
-            self.http,
+        response = await self.api.send(
             "GET",
             f"{self.base_url}/api/v3/{collection}/{quote(ident, safe='')}",
-            vendor=VENDOR,
             headers={"x-apikey": self._api_key.get_secret_value(), "accept": "application/json"},
         )
         if response.status_code == 404 and _is_not_found(response):
             return None
-        raise_for_status(response, vendor=VENDOR, secrets=[self._api_key])
+        self.api.check(response)
         body = expect_mapping(decode_json(response, vendor=VENDOR), vendor=VENDOR, what="body")
         data = expect_mapping(body.get("data"), vendor=VENDOR, what="data")
         attrs = expect_mapping(data.get("attributes"), vendor=VENDOR, what="data.attributes")

@@ -42,12 +42,9 @@ from integrations.responders.vendor_http import (
     TokenCache,
     VendorAPI,
     clean_target,
-    epoch_header_retry_after,
     http_client,
-    json_body,
     send_with_bearer,
     short_host,
-    token_lifetime,
 )
 from pipeline.errors import ResponderError
 from pipeline.observables import Kind
@@ -87,17 +84,6 @@ def fql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def falcon_detail(response: httpx.Response) -> str:
-    """The first ``errors[].message`` (and its code) of a Falcon answer."""
-    body = json_body(response)
-    errors = body.get("errors") if isinstance(body, Mapping) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
-        first = errors[0]
-        message = str(first.get("message") or "")
-        return f"{first['code']}: {message}" if first.get("code") and message else message
-    return ""
-
-
 @responders.register("crowdstrike_contain_host")
 class CrowdStrikeContainHost:
     """Network-contain a host in Falcon until Undo."""
@@ -124,10 +110,9 @@ class CrowdStrikeContainHost:
             http,
             timeout=options.timeout,
             secrets=lambda: [client_secret.get_secret_value(), self.tokens.current],
-            detail=falcon_detail,
-            retry_after=epoch_header_retry_after("X-RateLimit-RetryAfter"),
             credentials=f"the API client {options.client_id} (secret in "
             f"{options.client_secret_env}; scope Hosts: Read and Write)",
+            client="API client",
         )
 
     @classmethod
@@ -215,23 +200,8 @@ class CrowdStrikeContainHost:
             "client_secret": self._secret.get_secret_value(),
         }
         url = f"{self.options.base_url}/oauth2/token"
-        response = await self.api.send("POST", url, doing=doing, data=form)
-        if response.status_code in (400, 401, 403):
-            raise ResponderError(
-                f"Could not {doing}: CrowdStrike Falcon refused Fido's API client (HTTP "
-                f"{response.status_code}: {self.api.words(response)}); check client_id and "
-                f"the secret in {self.options.client_secret_env}"
-            )
-        if not response.is_success:
-            raise self.api.error(response, doing=doing)
-        body = self.api.json(response, doing=doing)
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        lifetime = token_lifetime(body.get("expires_in")) if isinstance(body, Mapping) else None
-        if not isinstance(token, str) or not token or lifetime is None:
-            raise ResponderError(
-                f"Could not {doing}: Falcon's token answer has no access_token or expires_in"
-            )
-        return token, lifetime
+        fix = f"client_id and the secret in {self.options.client_secret_env}"
+        return await self.api.client_token(url, form, doing=doing, refused=(400, 401, 403), fix=fix)
 
     async def _call(
         self, method: str, path: str, *, doing: str, missing: Any = None, **kwargs: Any

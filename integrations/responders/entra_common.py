@@ -37,10 +37,8 @@ from integrations.responders.vendor_http import (
     VendorAPI,
     account_parts,
     clean_target,
-    json_body,
     path_segment,
     send_with_bearer,
-    token_lifetime,
 )
 from pipeline.errors import ResponderError
 from pipeline.plugins import EnvName
@@ -87,23 +85,6 @@ class GraphUser:
         return f"{self.upn} ({self.display_name})" if self.display_name else self.upn
 
 
-def graph_detail(response: httpx.Response) -> str:
-    """``Authorization_RequestDenied: Insufficient privileges …`` (Graph) or
-    ``invalid_client: AADSTS7000215: …`` (the token endpoint, first line only)."""
-    body = json_body(response)
-    if not isinstance(body, Mapping):
-        return ""
-    error = body.get("error")
-    if isinstance(error, Mapping):
-        parts = [error.get("code"), error.get("message")]
-        return ": ".join(str(p) for p in parts if isinstance(p, str) and p)
-    if isinstance(error, str):
-        description = body.get("error_description")
-        first = description.splitlines()[0] if isinstance(description, str) else ""
-        return f"{error}: {first}" if first else error
-    return ""
-
-
 class GraphUsers:
     """Find and change Entra ID users with one app registration (client credentials)."""
 
@@ -118,7 +99,6 @@ class GraphUsers:
             http,
             timeout=options.timeout,
             secrets=lambda: [client_secret.get_secret_value(), self.tokens.current],
-            detail=graph_detail,
             credentials=f"the app registration {options.client_id} (secret in "
             f"{options.client_secret_env})",
         )
@@ -134,23 +114,8 @@ class GraphUsers:
             "client_secret": self._secret.get_secret_value(),
             "grant_type": "client_credentials",
         }
-        response = await self.api.send("POST", url, doing=doing, data=form)
-        if response.status_code in (400, 401):
-            raise ResponderError(
-                f"Could not {doing}: Entra ID refused Fido's client credentials (HTTP "
-                f"{response.status_code}: {self.api.words(response)}); check tenant_id, "
-                f"client_id and the secret in {self.options.client_secret_env}"
-            )
-        if not response.is_success:
-            raise self.api.error(response, doing=doing)
-        body = self.api.json(response, doing=doing)
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        lifetime = token_lifetime(body.get("expires_in")) if isinstance(body, Mapping) else None
-        if not isinstance(token, str) or not token or lifetime is None:
-            raise ResponderError(
-                f"Could not {doing}: Entra ID's token answer has no access_token or expires_in"
-            )
-        return token, lifetime
+        fix = f"tenant_id, client_id and the secret in {self.options.client_secret_env}"
+        return await self.api.client_token(url, form, doing=doing, refused=(400, 401), fix=fix)
 
     def upn_for(self, target: str, *, refusing: str) -> str:
         """The object id or user principal name ``target`` names; ResponderError when it

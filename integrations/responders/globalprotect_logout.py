@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from integrations.http import xml_words
 from integrations.responders.vendor_http import (
     BaseURL,
     Seconds,
@@ -82,25 +83,6 @@ class Session:
     user: str
     domain: str
     computer: str
-
-
-def pan_detail(response: httpx.Response) -> str:
-    """``code 403: Invalid Credential`` from a PAN-OS error answer."""
-    try:
-        root = ET.fromstring(response.content)
-    except ET.ParseError:
-        return ""
-    return _said(root)
-
-
-def _said(root: ET.Element) -> str:
-    message = " ".join(
-        " ".join(t.strip() for t in element.itertext() if t.strip())
-        for element in root.iter()
-        if element.tag in ("msg", "error")
-    )
-    code = root.get("code")
-    return f"code {code}: {message}" if code and message else message or (code or "")
 
 
 def _text(entry: ET.Element, tag: str) -> str:
@@ -154,7 +136,6 @@ class GlobalProtectLogout:
             http,
             timeout=options.timeout,
             secrets=lambda: [api_key.get_secret_value()],
-            detail=pan_detail,
             credentials=f"the API key in {options.api_key_env}",
         )
 
@@ -232,7 +213,7 @@ class GlobalProtectLogout:
         root = await self._op(cmd, doing=doing)
         inner = root.find("./result/response")
         if inner is not None and inner.get("status") != "success":
-            raise ResponderError(f"PAN-OS did not log it out ({_said(inner) or 'no reason'})")
+            raise ResponderError(f"PAN-OS did not log it out ({xml_words(inner) or 'no reason'})")
 
     async def _op(self, cmd: str, *, doing: str) -> ET.Element:
         """Run an operational command; its ``<response status="success">``, or

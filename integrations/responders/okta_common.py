@@ -31,7 +31,6 @@ from integrations.responders.vendor_http import (
     VendorAPI,
     account_parts,
     clean_target,
-    epoch_header_retry_after,
     json_body,
     path_segment,
 )
@@ -81,26 +80,6 @@ class OktaUser:
         return cls(user_id, login if isinstance(login, str) else user_id, status, name)
 
 
-def okta_detail(response: httpx.Response) -> str:
-    """``E0000001: Api validation failed: suspendUser (Cannot suspend a user that is not
-    active)`` from Okta's error body."""
-    body = json_body(response)
-    if not isinstance(body, Mapping):
-        return ""
-    code, summary = body.get("errorCode"), body.get("errorSummary")
-    text = ": ".join(str(p) for p in (code, summary) if isinstance(p, str) and p)
-    causes = body.get("errorCauses")
-    if isinstance(causes, list):
-        said = [
-            str(c["errorSummary"])
-            for c in causes
-            if isinstance(c, Mapping) and c.get("errorSummary")
-        ]
-        if said:
-            text += f" ({'; '.join(said)})"
-    return text
-
-
 def error_code(response: httpx.Response) -> str | None:
     body = json_body(response)
     code = body.get("errorCode") if isinstance(body, Mapping) else None
@@ -118,8 +97,6 @@ class OktaUsers:
             http,
             timeout=options.timeout,
             secrets=lambda: [token.get_secret_value()],
-            detail=okta_detail,
-            retry_after=epoch_header_retry_after("X-Rate-Limit-Reset"),
             credentials=f"the Okta API token in {options.api_token_env}",
         )
 

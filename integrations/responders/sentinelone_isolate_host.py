@@ -37,7 +37,6 @@ from integrations.responders.vendor_http import (
     VendorAPI,
     clean_target,
     http_client,
-    json_body,
     short_host,
 )
 from pipeline.errors import ResponderError
@@ -72,17 +71,6 @@ class SentinelOneIsolateOptions(BaseModel):
     timeout: Seconds = 10.0
 
 
-def s1_detail(response: httpx.Response) -> str:
-    """The first ``errors[]`` entry of a SentinelOne answer: title, and detail if any."""
-    body = json_body(response)
-    errors = body.get("errors") if isinstance(body, Mapping) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
-        first = errors[0]
-        parts = [first.get("title"), first.get("detail")]
-        return ": ".join(str(p) for p in parts if p)
-    return ""
-
-
 @responders.register("sentinelone_isolate_host")
 class SentinelOneIsolateHost:
     """Disconnect a host from the network until Undo."""
@@ -104,7 +92,6 @@ class SentinelOneIsolateHost:
             http,
             timeout=options.timeout,
             secrets=lambda: [token.get_secret_value()],
-            detail=s1_detail,
             credentials=f"the API token in {options.api_token_env}",
         )
 

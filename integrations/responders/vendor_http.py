@@ -1,62 +1,70 @@
-"""What the SaaS responders share: calling a vendor's HTTP API within a deadline, and
-turning every way that can fail into one clear :class:`ResponderError`.
+"""What the SaaS responders share: calling a vendor's API through the one HTTP layer
+(``integrations/http/``) and saying every way that can fail as one clear
+:class:`ResponderError` that begins "Could not <what was being done>: …".
 
-- **Transport**: every request runs under ``asyncio.timeout`` as well as httpx's own
-  timeouts, so a vendor that accepts the connection and never answers fails within the
-  configured ``timeout``. A hang says "did not answer within N s"; a refused or unreachable
-  connection says so. httpx's exceptions are not chained: their messages carry URLs.
-- **Statuses**: 429 → :class:`VendorRateLimited`, whose message says when to retry (the
-  vendor's ``Retry-After``, or its own header) and which carries ``retry_after`` for the
-  outbox; 401 → credentials refused; 403 → permission missing; 5xx → the vendor failed;
-  3xx → misconfigured ``base_url`` (redirects are never followed); any other 4xx → the
-  vendor's own words.
-- **Vendor words** are whitespace-collapsed, cut to 200 characters, and every secret
-  (token, client secret, access token) is replaced by ``***`` before they reach a message.
+- **Transport**: each call is one try (the action's caller decides whether to act again),
+  bounded by the responder's ``timeout`` as a whole, so a vendor that accepts the
+  connection and never answers fails within it: "did not answer within N s". A refused or
+  unreachable connection says so.
+- **Statuses** (read by the one error parser): 429 → :class:`VendorRateLimited`, whose
+  message says when to retry and which carries ``retry_after``; 401 → credentials
+  refused; 403 → permission missing; 5xx → the vendor failed; 3xx → misconfigured
+  ``base_url`` (redirects are never followed); any other 4xx → the vendor's own words,
+  whitespace-collapsed, cut to 200 characters, every secret replaced by ``***``.
 - **Targets** are checked before they go into a URL, a filter or an XML command: control
   and format characters, whitespace and over-long values are refused; path segments are
   percent-encoded and dot segments refused.
-- **Base URLs** must be https, or http to a loopback address (tests, local proxies).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import math
-import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from integrations.retry_after import parse_retry_after
+from integrations.http import (
+    ONCE,
+    BaseURL,
+    Reason,
+    Secrets,
+    TokenCache,
+    VendorError,
+    VendorHTTP,
+    excerpt,
+    json_body,
+    token_lifetime,
+    vendor_words,
+    with_bearer,
+)
 from pipeline.errors import ResponderError
 from pipeline.plugins import Context
 
-DETAIL_LIMIT = 200
+__all__ = [
+    "BaseURL",
+    "Seconds",
+    "TokenCache",
+    "VendorAPI",
+    "VendorRateLimited",
+    "account_parts",
+    "clean_target",
+    "excerpt",
+    "http_client",
+    "json_body",
+    "path_segment",
+    "send_with_bearer",
+    "short_host",
+    "token_lifetime",
+]
+
 TARGET_LIMIT = 256
 
 Seconds = Annotated[float, Field(gt=0, le=120)]
-
-
-def _check_base_url(value: str) -> str:
-    try:
-        url = httpx.URL(value.strip().rstrip("/"))
-    except httpx.InvalidURL:
-        raise ValueError("is not a URL") from None
-    host = url.host
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    if not host or not (url.scheme == "https" or (url.scheme == "http" and loopback)):
-        raise ValueError("must be an https:// URL (plain http only to a loopback address)")
-    if url.query or url.fragment or url.userinfo:
-        raise ValueError("must not carry a query, a fragment or credentials")
-    return str(url).rstrip("/")
-
-
-BaseURL = Annotated[str, AfterValidator(_check_base_url)]
 
 
 class VendorRateLimited(ResponderError):
@@ -129,52 +137,9 @@ def short_host(value: str) -> str | None:
 # -- calling the vendor ----------------------------------------------------------------
 
 
-def standard_retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
-
-
-def epoch_header_retry_after(header: str) -> Callable[[httpx.Response], float | None]:
-    """``Retry-After`` when present, else ``header`` holding the epoch second to come back
-    at (Okta's ``X-Rate-Limit-Reset``, CrowdStrike's ``X-RateLimit-RetryAfter``)."""
-
-    def retry_after(response: httpx.Response) -> float | None:
-        standard = standard_retry_after(response)
-        if standard is not None:
-            return standard
-        try:
-            at = float(response.headers.get(header, ""))
-        except ValueError:
-            return None
-        return max(0.0, at - time.time()) if math.isfinite(at) else None
-
-    return retry_after
-
-
-def json_body(response: httpx.Response) -> Any:
-    """The JSON body, or None when there is none or it is not JSON."""
-    try:
-        return json.loads(response.content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def excerpt(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` on one line, redacted, without control characters, at most 200 chars."""
-    text = "".join(c if unicodedata.category(c)[0] != "C" else " " for c in text)
-    text = redact(" ".join(text.split()), secrets)
-    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
-
-
 class VendorAPI:
-    """One vendor's HTTP API as the responders call it: deadlines, and failures mapped to
-    ResponderError with the vendor's own words (``detail``) and no secrets in them."""
+    """One vendor's HTTP API as the responders call it: one try within ``timeout``, and
+    failures as ResponderError with the vendor's own words and no secrets in them."""
 
     def __init__(
         self,
@@ -182,79 +147,102 @@ class VendorAPI:
         http: httpx.AsyncClient,
         *,
         timeout: float,
-        secrets: Callable[[], Iterable[str]] = lambda: (),
-        detail: Callable[[httpx.Response], str] = lambda response: "",
-        retry_after: Callable[[httpx.Response], float | None] = standard_retry_after,
+        secrets: Secrets = lambda: (),
+        words: Callable[[httpx.Response], str] = vendor_words,
         credentials: str = "the API credentials",
+        client: str = "client credentials",
     ) -> None:
         self.vendor = vendor
-        self.http = http
         self.timeout = timeout
-        self.secrets = secrets
-        self.detail = detail
-        self.retry_after = retry_after
         self.credentials = credentials
+        self.client = client  # what the token endpoint calls Fido: "API client", …
+        self.calls = VendorHTTP(
+            vendor, http, policy=ONCE, timeout=timeout, secrets=secrets, words=words
+        )
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.calls.http
 
     async def send(self, method: str, url: str, *, doing: str, **kwargs: Any) -> httpx.Response:
         """The vendor's response (any status); ResponderError when none came in time.
         ``doing`` completes "Could not …", e.g. "suspend alice in Okta"."""
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self.http.request(method, url, timeout=self.timeout, **kwargs)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ResponderError(
-                f"Could not {doing}: {self.vendor} did not answer within {self.timeout:g} s"
-            ) from None
-        except httpx.ConnectError:
-            host = httpx.URL(url).host
-            where = self.vendor if host in self.vendor else f"{self.vendor} at {host}"
-            raise ResponderError(
-                f"Could not {doing}: could not connect to {where} "
-                "(connection refused or unreachable)"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ResponderError(
-                f"Could not {doing}: the request to {self.vendor} failed ({type(exc).__name__})"
-            ) from None
+            return await self.calls.send(method, url, **kwargs)
+        except VendorError as exc:
+            failure = exc.failure
+            if failure.reason is Reason.timeout:
+                said = f"{self.vendor} did not answer within {self.timeout:g} s"
+            elif failure.reason is Reason.unreachable:
+                where = (
+                    self.vendor
+                    if failure.host in self.vendor
+                    else f"{self.vendor} at {failure.host}"
+                )
+                said = f"could not connect to {where} (connection refused or unreachable)"
+            else:
+                said = f"the request to {self.vendor} failed ({failure.error})"
+            raise ResponderError(f"Could not {doing}: {said}") from None
 
     def words(self, response: httpx.Response) -> str:
         """The vendor's short explanation of ``response``, safe to show."""
-        try:
-            text = self.detail(response)
-        except Exception:  # a malformed error body must not hide the status
-            text = ""
-        return excerpt(text, self.secrets())
+        return self.calls.words(response)
 
     def error(self, response: httpx.Response, *, doing: str) -> ResponderError:
         """The ResponderError a non-2xx ``response`` means."""
-        status = response.status_code
-        words = self.words(response)
-        said = f"HTTP {status}: {words}" if words else f"HTTP {status}"
+        failure = self.calls.failure(response)
         failed = f"Could not {doing}"
-        if status == 429:
-            wait = self.retry_after(response)
+        if failure is None:
+            return ResponderError(f"{failed}: {self.vendor} answered HTTP {response.status_code}")
+        status, reason = response.status_code, failure.reason
+        said = f"HTTP {status}: {failure.words}" if failure.words else f"HTTP {status}"
+        if reason is Reason.rate_limited:
+            wait = failure.retry_after
             when = f"retry after {math.ceil(wait)} s" if wait is not None else "retry in a minute"
             return VendorRateLimited(
                 f"{failed}: {self.vendor} is rate limiting Fido ({said}); {when}",
                 retry_after=wait,
             )
-        if status == 401:
+        if reason is Reason.credentials:
             return ResponderError(
                 f"{failed}: {self.vendor} refused Fido's credentials ({said}); "
                 f"check {self.credentials}"
             )
-        if status == 403:
+        if reason is Reason.denied:
             return ResponderError(
                 f"{failed}: {self.vendor} denied it ({said}); check that {self.credentials} "
                 "may do this (docs/responders/README.md lists the permissions)"
             )
-        if status >= 500:
+        if reason is Reason.server:
             return ResponderError(f"{failed}: {self.vendor} failed ({said}); try again later")
-        if status < 400:
+        if reason is Reason.redirect:
             return ResponderError(
                 f"{failed}: {self.vendor} answered with a redirect (HTTP {status}); check base_url"
             )
         return ResponderError(f"{failed}: {self.vendor} rejected the request ({said})")
+
+    async def client_token(
+        self, url: str, form: dict[str, str], *, doing: str, refused: tuple[int, ...], fix: str
+    ) -> tuple[str, float]:
+        """An OAuth2 client-credentials token: (access_token, its lifetime in seconds).
+        A status in ``refused`` means the client was refused: the message says to check
+        ``fix``."""
+        response = await self.send("POST", url, doing=doing, data=form)
+        if response.status_code in refused:
+            raise ResponderError(
+                f"Could not {doing}: {self.vendor} refused Fido's {self.client} (HTTP "
+                f"{response.status_code}: {self.words(response)}); check {fix}"
+            )
+        if not response.is_success:
+            raise self.error(response, doing=doing)
+        body = self.json(response, doing=doing)
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        lifetime = token_lifetime(body.get("expires_in")) if isinstance(body, Mapping) else None
+        if not isinstance(token, str) or not token or lifetime is None:
+            raise ResponderError(
+                f"Could not {doing}: {self.vendor}'s token answer has no access_token or expires_in"
+            )
+        return token, lifetime
 
     def json(self, response: httpx.Response, *, doing: str) -> Any:
         """The JSON body of a 2xx response; ResponderError when it is not JSON."""
@@ -267,42 +255,6 @@ class VendorAPI:
         return body
 
 
-class TokenCache:
-    """An OAuth2 access token, kept until shortly before it expires (a quarter of its life,
-    at most 60 s early); one fetch at a time however many actions run at once."""
-
-    def __init__(
-        self,
-        fetch: Callable[[str], Awaitable[tuple[str, float]]],
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._clock = clock
-        self._token: str | None = None
-        self._renew_at = 0.0
-        self._lock = asyncio.Lock()
-
-    @property
-    def current(self) -> str:
-        return self._token or ""
-
-    async def get(self, *, doing: str) -> str:
-        """The token; ``fetch(doing)`` gets a new one (and raises ResponderError saying
-        "Could not <doing>: …" when the vendor refuses)."""
-        async with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
-                token, lifetime = await self._fetch(doing)
-                self._token = token
-                self._renew_at = self._clock() + lifetime - min(60.0, lifetime / 4)
-            return self._token
-
-    def forget(self, token: str) -> None:
-        """Drop ``token`` (the vendor refused it); the next ``get`` fetches another."""
-        if self._token == token:
-            self._token = None
-
-
 async def send_with_bearer(
     api: VendorAPI,
     tokens: TokenCache,
@@ -312,25 +264,6 @@ async def send_with_bearer(
     doing: str,
     **kwargs: Any,
 ) -> httpx.Response:
-    """``api.send`` with ``Authorization: Bearer``; a 401 renews the token once (revoked
-    or expired early) and tries again."""
-    headers = dict(kwargs.pop("headers", None) or {})
-    response: httpx.Response | None = None
-    for _ in range(2):
-        token = await tokens.get(doing=doing)
-        headers["Authorization"] = f"Bearer {token}"
-        response = await api.send(method, url, doing=doing, headers=headers, **kwargs)
-        if response.status_code != 401:
-            return response
-        tokens.forget(token)
-    assert response is not None
-    return response
-
-
-def token_lifetime(value: Any) -> float | None:
-    """``expires_in`` as seconds, or None when it is missing or odd."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
+    """``api.send`` with ``Authorization: Bearer``; a 401 renews the token once."""
+    send = functools.partial(api.send, doing=doing)
+    return await with_bearer(send, tokens, method, url, doing=doing, **kwargs)

@@ -130,7 +130,7 @@ class WebhookResponder:
             http,
             timeout=options.timeout,
             secrets=lambda: [secret.get_secret_value(), options.url, options.undo_url or ""],
-            detail=webhook_detail,
+            words=webhook_detail,
             credentials=f"the receiver's secret (in {options.secret_env})",
         )
 

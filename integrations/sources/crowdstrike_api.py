@@ -34,7 +34,6 @@ first poll starts ``initial_lookback_hours`` back: older alerts are history, not
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -45,6 +44,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from integrations.http import TokenCache, VendorHTTP, token_lifetime, with_bearer
 from integrations.sources.http_retry import (
     ApiBaseUrl,
     LookbackHours,
@@ -52,11 +52,8 @@ from integrations.sources.http_retry import (
     RetryPolicy,
     Watermark,
     iso_timestamp,
-    parse_retry_after,
-    send,
-    vendor_message,
 )
-from pipeline.errors import ConfigError, IntegrationError
+from pipeline.errors import IntegrationError
 from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
@@ -65,20 +62,7 @@ DEFAULT_BASE_URL = "https://api.crowdstrike.com"
 QUERY_PATH = "/alerts/queries/alerts/v2"
 ENTITIES_PATH = "/alerts/entities/alerts/v2"
 TOKEN_PATH = "/oauth2/token"
-TOKEN_MARGIN = 60.0  # renew this many seconds before the token expires
-
-
-def crowdstrike_retry_after(response: httpx.Response) -> float | None:
-    """CrowdStrike says when to come back in ``X-RateLimit-RetryAfter`` (epoch seconds);
-    a standard ``Retry-After`` wins when present."""
-    standard = parse_retry_after(response.headers.get("Retry-After"))
-    if standard is not None:
-        return standard
-    try:
-        at = float(response.headers.get("X-RateLimit-RetryAfter", ""))
-    except ValueError:
-        return None
-    return max(0.0, at - time.time())
+TOKEN_MARGIN = 60.0  # renew at most this many seconds before the token expires
 
 
 class Options(BaseModel):
@@ -128,19 +112,17 @@ class CrowdStrikeAlertsSource:
     ) -> None:
         self.name = name
         self.detector = detector
-        if not isinstance(http, httpx.AsyncClient):
-            raise ConfigError("no HTTP client in the start-up context")
+        self.api = VendorHTTP(
+            f"crowdstrike_api {name}", http, policy=retry or RetryPolicy(), secrets=self._secrets
+        )
         self.http = http
         self.client_id = client_id.strip()
         self._secret = client_secret
         self.base_url = base_url.rstrip("/")
         self.page_size = page_size
         self.lookback = timedelta(hours=max(0.0, float(initial_lookback_hours)))
-        self.retry = retry or RetryPolicy()
-        self._clock, self._now = clock, now
-        self._token: SecretStr | None = None
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
+        self._now = now
+        self.tokens = TokenCache(self._fetch_token, clock=clock, most_early=TOKEN_MARGIN)
 
     @classmethod
     def build(cls, options: CrowdStrikeOptions, context: Context) -> CrowdStrikeAlertsSource:
@@ -223,24 +205,10 @@ class CrowdStrikeAlertsSource:
 
     async def _call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One authorised API call; on 401 the token is renewed and the call made again."""
-        for renewed in (False, True):
-            token = await self._access_token(force=renewed)
-            request = self.http.build_request(
-                method,
-                self.base_url + path,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                **kwargs,
-            )
-            response = await send(
-                self.http,
-                request,
-                policy=self.retry,
-                what=f"crowdstrike_api {self.name}",
-                retry_after=crowdstrike_retry_after,
-            )
-            if response.status_code != 401:
-                break
-            log.info("%s: token refused (HTTP 401), renewing it", self.name)
+        url, accept = self.base_url + path, {"Accept": "application/json"}
+        response = await with_bearer(
+            self.api.send, self.tokens, method, url, headers=accept, **kwargs
+        )
         if response.status_code in (401, 403):
             hint = (
                 "a fresh token was refused too"
@@ -251,34 +219,15 @@ class CrowdStrikeAlertsSource:
                 f"crowdstrike_api {self.name}: CrowdStrike refused {path} "
                 f"(HTTP {response.status_code}: {self._message(response)}); {hint}"
             )
-        if response.status_code != 200:
-            raise IntegrationError(
-                f"crowdstrike_api {self.name}: {method} {path} answered "
-                f"HTTP {response.status_code}: {self._message(response)}"
-            )
+        self.api.check(response)
         return response
 
-    async def _access_token(self, *, force: bool = False) -> str:
-        async with self._token_lock:
-            if force or self._token is None or self._clock() >= self._token_expires:
-                await self._renew_token()
-            assert self._token is not None
-            return self._token.get_secret_value()
-
-    async def _renew_token(self) -> None:
-        self._token = None
-        request = self.http.build_request(
+    async def _fetch_token(self, doing: str = "") -> tuple[str, float]:
+        response = await self.api.send(
             "POST",
             self.base_url + TOKEN_PATH,
             data={"client_id": self.client_id, "client_secret": self._secret.get_secret_value()},
             headers={"Accept": "application/json"},
-        )
-        response = await send(
-            self.http,
-            request,
-            policy=self.retry,
-            what=f"crowdstrike_api {self.name}",
-            retry_after=crowdstrike_retry_after,
         )
         if response.status_code in (400, 401, 403):
             raise IntegrationError(
@@ -286,26 +235,20 @@ class CrowdStrikeAlertsSource:
                 f"credentials for client_id {self.client_id} "
                 f"(HTTP {response.status_code}: {self._message(response)})"
             )
-        if response.status_code not in (200, 201):
-            raise IntegrationError(
-                f"crowdstrike_api {self.name}: token request answered "
-                f"HTTP {response.status_code}: {self._message(response)}"
-            )
+        self.api.check(response)
         body = self._json(response, TOKEN_PATH)
-        token, lifetime = body.get("access_token"), body.get("expires_in", 1799)
+        token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise IntegrationError(f"crowdstrike_api {self.name}: no access_token in the answer")
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
-            lifetime = 1799
-        self._token = SecretStr(token)
-        self._token_expires = self._clock() + max(0.0, float(lifetime) - TOKEN_MARGIN)
+        lifetime = token_lifetime(body.get("expires_in")) or 1799.0
         log.debug("%s: new access token, valid %ss", self.name, lifetime)
+        return token, lifetime
+
+    def _secrets(self) -> list[SecretStr | str]:
+        return [self._secret, self.tokens.current]
 
     def _message(self, response: httpx.Response) -> str:
-        secrets = [self._secret.get_secret_value()]
-        if self._token is not None:
-            secrets.append(self._token.get_secret_value())
-        return vendor_message(response, secrets) or "no error message"
+        return self.api.words(response) or "no error message"
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         try:

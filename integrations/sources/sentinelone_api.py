@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from integrations.http import VendorHTTP
 from integrations.sources.http_retry import (
     ApiBaseUrl,
     LookbackHours,
@@ -44,10 +45,8 @@ from integrations.sources.http_retry import (
     RetryPolicy,
     Watermark,
     iso_timestamp,
-    send,
-    vendor_message,
 )
-from pipeline.errors import ConfigError, IntegrationError
+from pipeline.errors import IntegrationError
 from pipeline.plugins import Batch, Context, EnvName, sources
 
 log = logging.getLogger(__name__)
@@ -104,14 +103,15 @@ class SentinelOneThreatsSource:
     ) -> None:
         self.name = name
         self.detector = detector
-        if not isinstance(http, httpx.AsyncClient):
-            raise ConfigError("no HTTP client in the start-up context")
+        policy = retry or RetryPolicy()
+        self.api = VendorHTTP(
+            f"sentinelone_api {name}", http, policy=policy, secrets=lambda: [api_token]
+        )
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._token = api_token
         self.page_size = page_size
         self.lookback = timedelta(hours=max(0.0, float(initial_lookback_hours)))
-        self.retry = retry or RetryPolicy()
         self._now = now
 
     @classmethod
@@ -179,7 +179,7 @@ class SentinelOneThreatsSource:
         }
         if page is not None:
             params["cursor"] = page
-        request = self.http.build_request(
+        return await self.api.send(
             "GET",
             self.base_url + THREATS_PATH,
             params=params,
@@ -188,23 +188,17 @@ class SentinelOneThreatsSource:
                 "Accept": "application/json",
             },
         )
-        return await send(
-            self.http, request, policy=self.retry, what=f"sentinelone_api {self.name}"
-        )
 
     def _body(self, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
-        message = vendor_message(response, [self._token.get_secret_value()]) or "no message"
+        message = self.api.words(response) or "no message"
         if status in (401, 403):
             raise IntegrationError(
                 f"sentinelone_api {self.name}: SentinelOne refused the API token "
                 f"(HTTP {status}: {message}); is it valid, unexpired, and allowed to view "
                 "threats?"
             )
-        if status != 200:
-            raise IntegrationError(
-                f"sentinelone_api {self.name}: threats query answered HTTP {status}: {message}"
-            )
+        self.api.check(response)
         try:
             body = json.loads(response.content)
         except (ValueError, UnicodeDecodeError):

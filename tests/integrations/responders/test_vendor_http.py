@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 import httpx
 import pytest
@@ -15,7 +14,6 @@ from integrations.responders.vendor_http import (
     TokenCache,
     account_parts,
     clean_target,
-    epoch_header_retry_after,
     excerpt,
     http_client,
     path_segment,
@@ -137,15 +135,6 @@ def test_account_parts_and_short_hosts() -> None:
     assert account_parts("alice") == ("alice", None)
     assert short_host("pc-1.corp.example") == "pc-1"
     assert short_host("pc-1") is None and short_host("10.0.0.5") is None
-
-
-def test_epoch_headers_and_retry_after() -> None:
-    reset = epoch_header_retry_after("X-Rate-Limit-Reset")
-    at = str(int(time.time()) + 20)
-    assert 18 <= (reset(httpx.Response(429, headers={"X-Rate-Limit-Reset": at})) or 0) <= 20
-    assert reset(httpx.Response(429, headers={"X-Rate-Limit-Reset": at, "Retry-After": "5"})) == 5
-    assert reset(httpx.Response(429, headers={"X-Rate-Limit-Reset": "soon"})) is None
-    assert reset(httpx.Response(429, headers={"X-Rate-Limit-Reset": "1"})) == 0.0
 
 
 def test_excerpt_is_one_short_redacted_line() -> None:

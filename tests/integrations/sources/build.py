@@ -25,5 +25,5 @@ def build_source(
     context = Context(http, environ, name=name, detector=parser)
     source: Source = build_plugin(sources, kind, options, context, who=f"source {name} ({kind})")
     if retry is not None:
-        source.retry = retry  # type: ignore[attr-defined]
+        source.api.policy = retry  # type: ignore[attr-defined]  # its VendorHTTP
     return source

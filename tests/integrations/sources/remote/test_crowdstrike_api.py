@@ -244,7 +244,8 @@ async def test_a_server_that_stays_down_fails_the_poll(
 ) -> None:
     falcon.fail(QUERY, *[status(500)] * 4)
 
-    with pytest.raises(IntegrationError, match=r"GET /alerts/queries/alerts/v2: HTTP 500"):
+    failed = r"GET /alerts/queries/alerts/v2: server error \(HTTP 500\) after 4 tries"
+    with pytest.raises(IntegrationError, match=failed):
         await poll(db=db, source=make(http, falcon, sleeps), detector=DETECTOR)
 
     assert sleeps.waits == [1.0, 2.0, 4.0]
