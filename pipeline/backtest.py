@@ -119,6 +119,7 @@ class _Stored:
     detectors: list[str]
     history: dict[str, Any]
     suppressed_by: str | None
+    user_answers: dict[str, Any] | None
 
     def as_incident(self) -> Incident:
         return cast(Incident, self)
@@ -184,6 +185,7 @@ def _replay(
     # JSON columns an old row may hold as NULL
     stored.observables, stored.enrichment = stored.observables or {}, stored.enrichment or {}
     stored.detectors, stored.history = stored.detectors or [], stored.history or {}
+    stored.user_answers = stored.user_answers or {}
     old_score = stored.score
     old = Decision(stored.decision) if stored.decision else None
     stored.score, _ = score(stored.as_incident(), policy, history_of(stored.history))

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline.locks import lock_key
 from pipeline.lookups.privacy import Screen
 from pipeline.models import Event, Incident, IncidentKey, IncidentStatus, Severity
 from pipeline.observables import Kind, Observables, account_name
@@ -132,6 +135,21 @@ async def _find(
         # transactions are serial already), so no event count or observable is lost
         query = query.with_for_update(of=Incident)
     return (await session.exec(query)).first()
+
+
+async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+    """On PostgreSQL, hold a transaction lock on each correlation key (in sorted order, so
+    two transactions never wait for each other's keys): replicas attaching events that
+    share a key then take turns, and two of them can never both open an incident for the
+    same user when none exists yet (a row lock cannot guard a row that is not there).
+    SQLite's transactions are serial already."""
+    bind = session.bind
+    if bind is None or bind.dialect.name == "sqlite":
+        return
+    for key in sorted(set(keys)):
+        await session.exec(  # type: ignore[call-overload]
+            text("SELECT pg_advisory_xact_lock(:key)"), params={"key": lock_key(f"key:{key}")}
+        )
 
 
 async def correlate(

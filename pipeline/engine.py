@@ -18,10 +18,11 @@ import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 
+from pipeline import routing
 from pipeline.clock import Clock, system_clock
 from pipeline.db import Database
 from pipeline.incidents import IncidentService
-from pipeline.models import Event, Incident
+from pipeline.models import Event, Incident, OutboxKind, OutboxMessage
 from pipeline.notify import Notifier
 from pipeline.observables import Observables
 from pipeline.outbox import Sender
@@ -51,6 +52,7 @@ class Engine:
     ) -> None:
         self.db = db
         self.policy = policy
+        self.clock = clock
         self.enrichers = list(enrichers)
         self.responders = dict(responders or {})
         self.triage = Triage(
@@ -66,8 +68,18 @@ class Engine:
             clock=clock,
         )
         self.worker = Worker(db=db, stages=self, size=policy.worker_concurrency, replica=replica)
-        self.sender = Sender(db=db, deliver=self.incidents.deliver, clock=clock)
+        self.sender = Sender(db=db, deliver=self.deliver, clock=clock)
         self.incidents.on_enqueue = self.sender.wakeup.set
+
+    async def deliver(self, row: OutboxMessage) -> None:
+        """Deliver one outbox row: messages with the notifier (when it can send them: the
+        Slack one), cards, actions and notices through the incident service."""
+        if row.kind == OutboxKind.message.value:
+            notifier = self.incidents.notifier
+            messenger = notifier if isinstance(notifier, routing.Messenger) else None
+            await routing.deliver(row, db=self.db, messenger=messenger, clock=self.clock)
+        else:
+            await self.incidents.deliver(row)
 
     # -- the worker's stages ---------------------------------------------------------------
 

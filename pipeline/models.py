@@ -140,6 +140,15 @@ class Incident(SQLModel, table=True):
     close_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # the closed incident this one follows (a later alert about the same subjects)
     previous_id: int | None = Field(default=None, foreign_key="incident.id")
+    # the last event told in the card's thread (pipeline/routing.py: thread updates)
+    thread_event_id: int | None = Field(default=None)
+    # when the incident went out in a digest instead of a card of its own (pipeline/digest.py)
+    digest_at: datetime | None = _ts(nullable=True)
+    # since when an approval has been waiting, and how far its SLA got (pipeline/sla.py)
+    approval_since: datetime | None = _ts(nullable=True)
+    approval_stage: int = Field(default=0)
+    # what the affected users answered when asked "was this you?" (account → UserAnswer)
+    user_answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
 class Action(SQLModel, table=True):
@@ -216,6 +225,7 @@ class OutboxKind(StrEnum):
     card = "card"  # post or update the incident's message, rendered when sent
     act = "act"  # run an automatic containment action (payload: responder, target)
     notice = "notice"  # a message to the channel (payload: text), e.g. "automation paused"
+    message = "message"  # a thread reply, digest, DM or reminder (payload: routing.Message)
 
 
 class OutboxStatus(StrEnum):
@@ -383,3 +393,37 @@ class IncidentKey(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=320)
     incident_id: int = Field(foreign_key="incident.id", primary_key=True, index=True)
+
+
+class UserAnswer(StrEnum):
+    """Where asking an affected user "was this you?" stands (pipeline/ask.py)."""
+
+    asking = "asking"  # the direct message is in the outbox
+    asked = "asked"  # delivered; waiting for a click
+    yes = "yes"  # "Yes, this was me"
+    no = "no"  # "No, this wasn't me"
+    no_answer = "no_answer"  # no click within the policy's time
+    unreachable = "unreachable"  # no directory e-mail, or no Slack account with it
+
+
+class UserCheck(SQLModel, table=True):
+    """One affected user asked about one incident: the direct message, and the answer,
+    given once, by that user only."""
+
+    __tablename__ = "user_check"
+    __table_args__ = (UniqueConstraint("incident_id", "account", name="uq_user_check"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    account: str = Field(max_length=255)  # the user observable, as the alert named it
+    email: str | None = Field(default=None, max_length=320)  # from the directory
+    slack_user: str | None = Field(default=None, max_length=64)  # who alone may answer
+    dm_channel: str | None = Field(default=None, max_length=64)
+    dm_ts: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=UserAnswer.asking.value, index=True, max_length=16)
+    asked_at: datetime | None = _ts(nullable=True)
+    answered_at: datetime | None = _ts(nullable=True)
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -7,18 +7,28 @@ down or the process dies. The :class:`Sender` delivers due rows:
 - **in order per incident** — a row waits while an earlier pending row of the same incident
   exists (also while that one backs off); different incidents go concurrently;
 - **with retries** — a failure backs off exponentially (1 s, 2 s, 4 s … at most 5 min); a
-  ``Retry-After`` (Slack's 429) is honoured exactly; a permanent error (a missing channel,
-  a revoked token) or ``max_attempts`` failures leave the row ``failed``: kept, counted in
+  ``Retry-After`` (Slack's 429) is honoured exactly and never uses up the attempts (Slack
+  said when: nothing is lost by waiting); a permanent error (a missing channel, a revoked
+  token) or ``max_attempts`` other failures leave the row ``failed``: kept, counted in
   ``/metrics``, listed by ``fido outbox`` and retried by ``fido outbox retry``;
+- **within the recipient's rate limits** — a deliverer that knows a limit is used up
+  (Slack's one message per second per channel) raises :class:`Later` without calling out:
+  the row waits that long and no attempt is counted;
 - **never blocking** — each delivery has a timeout, and the sender runs beside the worker;
-- **once per replica set** — a row is leased (``claimed_until``) by a conditional update
-  before it is delivered, so two senders never deliver it together.
+- **once per replica set** — the due rows are leased (``claimed_until``) by one conditional
+  update before they are delivered, so two senders never deliver a row together; how each
+  delivery went is recorded in shared commits (``pipeline/batching.py``).
 
 A card row renders the incident as it is when sent, so one pending card row stands for
 every change made before it is sent (a second is not written). Where Slack returns a
 message ``ts`` it is stored before the row is marked sent: after a crash between the two,
 the row is delivered again as an update, or — if the crash came before the ``ts`` was
 stored — as at most one duplicate card, never a lost one.
+
+The sender hands every row to one ``deliver``: the engine's, which sends rows of kind
+``message`` (thread replies, digests, questions to users, reminders: ``pipeline/routing.py``)
+with the notifier when it can send messages (the Slack notifier), and the rest to the
+incident service.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, update
@@ -33,6 +44,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline import observe
+from pipeline.batching import Batcher
 from pipeline.clock import Clock, as_utc, idle_wait, system_clock
 from pipeline.db import Database
 from pipeline.errors import DeliveryError
@@ -44,6 +57,14 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[OutboxMessage], Awaitable[None]]
 MAX_BACKOFF = timedelta(minutes=5)
 LEASE = timedelta(seconds=60)
+
+
+class Later(DeliveryError):
+    """Not sent, and not tried: the recipient's rate limit is used up for ``retry_after``
+    seconds (raised before calling out). The row waits; no attempt is counted."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 async def enqueue_card(
@@ -95,6 +116,18 @@ def enqueue_notice(session: AsyncSession, text: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Settle:
+    """How one delivery went, to be recorded."""
+
+    row: OutboxMessage
+    error: str | None
+    retry_after: float | None
+    permanent: bool
+    later: bool
+    now: datetime
+
+
 def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
@@ -117,6 +150,10 @@ class Sender:
         self.timeout = timeout
         self.slots = asyncio.Semaphore(concurrency)
         self.wakeup = asyncio.Event()
+        self.concurrency = concurrency
+        self._settles: Batcher[_Settle, None] = Batcher(
+            self._settle_many, name="fido-outbox-settle"
+        )
 
     def now(self) -> datetime:
         return as_utc(self.clock())
@@ -153,29 +190,43 @@ class Sender:
             )
             return list(rows.all())
 
-    async def _lease(self, row: OutboxMessage) -> bool:
+    async def _lease(self, rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+        """Lease ``rows`` in one statement; the ones won (another sender may have been
+        quicker)."""
+        if not rows:
+            return []
         now = self.now()
+        until = now + LEASE
         async with self.db.session(durable=False) as session:
             won = await session.exec(
                 update(OutboxMessage)
                 .where(
-                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.id).in_([row.id for row in rows]),
                     col(OutboxMessage.status) == OutboxStatus.pending.value,
                     or_(
                         col(OutboxMessage.claimed_until).is_(None),
                         col(OutboxMessage.claimed_until) < now,
                     ),
                 )
-                .values(claimed_until=now + LEASE)
+                .values(claimed_until=until)
+                .returning(col(OutboxMessage.id))
             )
+            ids = set(won.scalars().all())
             await session.commit()
-        return won.rowcount == 1
+        return [row for row in rows if row.id in ids]
 
     async def deliver_due(self, *, limit: int = 50) -> int:
-        """Deliver what is due now (one row per incident); return how many were sent."""
-        rows = await self.due(limit=limit)
-        results = await asyncio.gather(*(self._bounded(row) for row in rows))
-        return sum(results)
+        """Deliver up to ``limit`` rows that are due now (one row per incident), leasing only
+        as many at once as there are slots, so a crash leaves few rows leased; return how
+        many were sent."""
+        sent = handled = 0
+        while handled < limit:
+            rows = await self._lease(await self.due(limit=min(self.concurrency, limit - handled)))
+            if not rows:
+                break
+            handled += len(rows)
+            sent += sum(await asyncio.gather(*(self._bounded(row) for row in rows)))
+        return sent
 
     async def drain(self, *, rounds: int = 1000) -> int:
         """Deliver until nothing is due (for the CLI, the demo and tests)."""
@@ -188,16 +239,18 @@ class Sender:
 
     async def _bounded(self, row: OutboxMessage) -> bool:
         async with self.slots:
-            if not await self._lease(row):
-                return False
             return await self._one(row)
 
     async def _one(self, row: OutboxMessage) -> bool:
         error: str | None = None
         retry_after: float | None = None
-        permanent = False
+        permanent = later = False
+        observe.bind(incident=row.incident_id)  # this task's log lines name its incident
         try:
-            await asyncio.wait_for(self.deliver(row), self.timeout)
+            with observe.timed("send"):
+                await asyncio.wait_for(self.deliver(row), self.timeout)
+        except Later as exc:
+            error, retry_after, later = str(exc), exc.retry_after, True
         except DeliveryError as exc:
             error, retry_after, permanent = str(exc), exc.retry_after, exc.permanent
         except TimeoutError:
@@ -205,48 +258,73 @@ class Sender:
         except Exception as exc:  # a bug or an unexpected failure: retried, then kept
             log.exception("outbox message %s (%s) failed", row.id, row.kind)
             error = f"{type(exc).__name__}: {exc}"
-        await self._settle(row, error=error, retry_after=retry_after, permanent=permanent)
+        await self._settle(
+            row, error=error, retry_after=retry_after, permanent=permanent, later=later
+        )
+        observe.delivered(row.kind, error=error, retry_after=retry_after, later=later)
         return error is None
 
     async def _settle(
-        self, row: OutboxMessage, *, error: str | None, retry_after: float | None, permanent: bool
+        self,
+        row: OutboxMessage,
+        *,
+        error: str | None,
+        retry_after: float | None,
+        permanent: bool,
+        later: bool = False,
     ) -> None:
-        now = self.now()
+        """Record how ``row``'s delivery went (settlements made at once share a commit)."""
+        await self._settles.submit(_Settle(row, error, retry_after, permanent, later, self.now()))
+
+    async def _settle_many(self, settles: list[_Settle]) -> list[None]:
         async with self.db.session(durable=False) as session:
-            fresh = await session.get(OutboxMessage, row.id)
-            assert fresh is not None
-            fresh.claimed_until = None
-            if error is None:
-                fresh.status, fresh.sent_at, fresh.last_error = OutboxStatus.sent.value, now, None
-            else:
-                fresh.attempts += 1
-                fresh.last_error = error[:2000]
-                if permanent or fresh.attempts >= self.max_attempts:
-                    fresh.status = OutboxStatus.failed.value
-                    log.error(
-                        "outbox message %s (%s, incident %s) failed for good after %d attempts: %s",
-                        row.id,
-                        row.kind,
-                        row.incident_id,
-                        fresh.attempts,
-                        error,
-                    )
-                else:
-                    wait = (
-                        timedelta(seconds=retry_after)
-                        if retry_after is not None
-                        else backoff(fresh.attempts)
-                    )
-                    fresh.not_before = now + wait
-                    log.warning(
-                        "outbox message %s (%s) failed, retrying in %.1f s: %s",
-                        row.id,
-                        row.kind,
-                        wait.total_seconds(),
-                        error,
-                    )
-            session.add(fresh)
+            found = await session.exec(
+                select(OutboxMessage).where(col(OutboxMessage.id).in_([s.row.id for s in settles]))
+            )
+            fresh_by_id = {row.id: row for row in found.all()}
+            for settle in settles:
+                fresh = fresh_by_id.get(settle.row.id)
+                if fresh is not None:
+                    self._apply(fresh, settle)
+                    session.add(fresh)
             await session.commit()
+        return [None] * len(settles)
+
+    def _apply(self, fresh: OutboxMessage, settle: _Settle) -> None:
+        row, error, retry_after, now = settle.row, settle.error, settle.retry_after, settle.now
+        fresh.claimed_until = None
+        if error is None:
+            fresh.status, fresh.sent_at, fresh.last_error = OutboxStatus.sent.value, now, None
+        elif settle.later:  # held back by a known rate limit: not an attempt
+            fresh.not_before = now + timedelta(seconds=max(retry_after or 1.0, 0.001))
+        else:
+            fresh.attempts += 1
+            fresh.last_error = error[:2000]
+            exhausted = fresh.attempts >= self.max_attempts and retry_after is None
+            if settle.permanent or exhausted:
+                fresh.status = OutboxStatus.failed.value
+                log.error(
+                    "outbox message %s (%s, incident %s) failed for good after %d attempts: %s",
+                    row.id,
+                    row.kind,
+                    row.incident_id,
+                    fresh.attempts,
+                    error,
+                )
+            else:
+                wait = (
+                    timedelta(seconds=retry_after)
+                    if retry_after is not None
+                    else backoff(fresh.attempts)
+                )
+                fresh.not_before = now + wait
+                log.warning(
+                    "outbox message %s (%s) failed, retrying in %.1f s: %s",
+                    row.id,
+                    row.kind,
+                    wait.total_seconds(),
+                    error,
+                )
 
     async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
         """Deliver until ``stop`` is set; sleep ``idle`` seconds (or until woken) between."""

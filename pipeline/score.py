@@ -7,8 +7,9 @@ the score. Reasons name the fact that earned them in the source's words, e.g.
 ``+25 hash 44d8… is malicious on VirusTotal (60/70 engines)``. See docs/scoring.md.
 
 - **threat** — the alert's severity, a per-detector base, each indicator's strongest
-  threat-intelligence verdict (malicious, suspicious, or benign which subtracts), and how
-  many earlier incidents carried the indicator;
+  threat-intelligence verdict (malicious, suspicious, or benign which subtracts), how
+  many earlier incidents carried the indicator, and what the affected user answered when
+  asked "was this you?" (no, yes, or no answer in time);
 - **asset** — each host's (or internal address's) criticality and zone from the asset
   inventory or Jamf, and a machine that is unmanaged or unencrypted;
 - **user** — a real directory account, privileged, a VIP (listed, or by title or
@@ -136,7 +137,24 @@ def _threat(
                     min(seen * weights.seen_before, weights.max_seen_before),
                     f"{kind} {shown(kind, value)} was seen in {_plural(seen, 'earlier incident')}",
                 )
+    _answers(incident, policy, lines)
     return lines.capped(weights.cap)
+
+
+def _answers(incident: Incident, policy: Policy, lines: _Lines) -> None:
+    """What the affected users said when asked "was this you?" (``pipeline/ask.py``)."""
+    rules = policy.ask_user
+    answers = incident.user_answers or {}
+    for user, answer in sorted(answers.items()):
+        if answer == "no":
+            lines.add(rules.no_points, f"user {user} says it was not them")
+        elif answer == "yes":
+            lines.add(rules.yes_points, f"user {user} confirmed it was them")
+        elif answer == "no_answer":
+            lines.add(
+                rules.no_answer_points,
+                f"user {user} did not answer within {rules.timeout_minutes:g} min",
+            )
 
 
 def _says(enricher: str, facts: Mapping[str, Any]) -> str:

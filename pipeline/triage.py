@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline import act, audit, controls, outbox, queue, suppress
+from pipeline import act, audit, controls, outbox, queue, routing, suppress
 from pipeline.clock import Clock, as_utc, system_clock
-from pipeline.correlate import Keys, correlate
+from pipeline.correlate import Keys, correlate, lock_keys
 from pipeline.db import Database
 from pipeline.decide import RANK, Brakes, Targets, decide
 from pipeline.enrich import enrich, is_degraded, merge
@@ -74,6 +74,10 @@ async def _enqueue(session: AsyncSession, outcome: Outcome, now: datetime) -> No
         routine = outcome.incident.message_ts is not None and not outcome.decision_changed
         await outbox.enqueue_card(
             session, incident_id, not_before=now + CARD_UPDATE_DELAY if routine else None
+        )
+    if outcome.publish and outcome.incident.message_ts is not None:  # the thread hears it too
+        await routing.enqueue_thread_update(
+            session, outcome.incident, not_before=now + CARD_UPDATE_DELAY
         )
 
 
@@ -149,6 +153,16 @@ class Triage:
         policy = self.policy
         async with self.db.session(durable=False) as session:
             now = as_utc(self.clock())
+            await lock_keys(  # replicas attaching events about the same subject take turns
+                session,
+                (
+                    key
+                    for event, _ in items
+                    for key in self.keys.joining(
+                        self.keys.all(Observables.model_validate(event.observables))
+                    )
+                ),
+            )
             joined: list[tuple[Event, Incident, ActiveSuppression | None]] = []
             assess: dict[int, Event] = {}  # incident → its last event that is triaged
             incidents: dict[int, Incident] = {}
@@ -299,7 +313,7 @@ class Triage:
             incident.decision_version += 1  # buttons drawn before this are stale
         session.add(incident)
         acting = verdict.decision is Decision.auto_act and incident.decision == Decision.auto_act
-        publish = incident.decision != Decision.record.value or incident.message_ts is not None
+        publish = await routing.place(session, incident, policy, now=now)
         return Outcome(
             incident=incident,
             act=list(verdict.automatic) if acting else [],

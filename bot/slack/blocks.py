@@ -53,6 +53,7 @@ from pipeline.models import (
     Event,
     Incident,
     IncidentStatus,
+    UserAnswer,
 )
 from pipeline.records import ScoreLine, breakdown_of, enrichment_of, proposals_of, top_reasons
 
@@ -67,9 +68,9 @@ MAX_SCORE_LINES = 40  # the full breakdown (a section holds 3000 characters)
 MAX_EVENTS = 10  # timeline lines
 # Worst case, open: 5 top (header, summary, score, degraded, observables) + 1 suppressed
 # + 1 timeline + 6 facts + 2 (divider, decision) + 21 actions (10 × line and Undo, 1 "earlier")
-# + 11 proposals + 1 close buttons = 48 ≤ MAX_BLOCKS. Closed: no proposals or close buttons,
-# but a closed line and the suppress offer, never made beside the suppressed mark:
-# 5 + 1 timeline + 6 + 2 + 1 closed + 21 + 1 offer = 37.
+# + 11 proposals + 1 close buttons + 1 answers/SLA line = 49 ≤ MAX_BLOCKS. Closed: no
+# proposals or close buttons, but a closed line and the suppress offer, never made beside
+# the suppressed mark: 5 + 1 timeline + 6 + 2 + 1 answers + 1 closed + 21 + 1 offer = 38.
 
 SEVERITY_EMOJI: dict[str, str] = {
     "informational": "ℹ️", "low": "🔵", "medium": "🟡", "high": "🟠", "critical": "🔴",
@@ -169,7 +170,31 @@ def _decision(incident: Incident) -> SectionBlock | None:
     return el.section(text)
 
 
-def _action_line(action: Action, label: str) -> str:
+ANSWER_TEXT: dict[str, str] = {
+    UserAnswer.asking: "⏳ being asked", UserAnswer.asked: "⏳ asked, no answer yet",
+    UserAnswer.yes: "🙋 *Yes, this was me*", UserAnswer.no: "🚨 *No, this wasn't me*",
+    UserAnswer.no_answer: "⌛ did not answer in time",
+    UserAnswer.unreachable: "could not be asked (no Slack account found)",
+}  # fmt: skip
+
+
+def _people(incident: Incident) -> ContextBlock | None:
+    """What the affected users answered when asked "was this you?", and an approval the
+    SLA decided by default (one line, to keep the card within 50 blocks)."""
+    parts = [
+        f"Was this you? {code(user)}: {ANSWER_TEXT.get(answer, escape(answer))}"
+        for user, answer in sorted((incident.user_answers or {}).items())
+    ]
+    if incident.approval_stage >= 3:  # pipeline.sla.TIMED_OUT
+        parts.append("⏱️ no decision in time: the policy's default was applied (see thread)")
+    elif incident.approval_stage >= 1 and incident.status == IncidentStatus.open:
+        since = f" {slack_date(incident.approval_since)}" if incident.approval_since else ""
+        parts.append(f"⏰ waiting for approval since{since}")
+    return el.context(" · ".join(parts)) if parts else None
+
+
+def action_line(action: Action, label: str) -> str:
+    """One action as a line of text: its status, responder, target and who decided."""
     status = action.status
     line = f"{STATUS_EMOJI.get(status, '•')} *{escape(label)}* {code(action.target)}"
     if status == ActionStatus.denied:
@@ -197,19 +222,20 @@ def _action_line(action: Action, label: str) -> str:
     return line
 
 
-def _actions(
+def action_rows(
     incident_id: int,
     actions: Sequence[Action],
     labels: Mapping[str, str],
     can_undo: Callable[[Action], bool],
 ) -> list[Block]:
+    """The incident's actions, each with Undo where ``can_undo`` allows it (card, Home)."""
     ordered = sorted(actions, key=lambda a: (a.created_at, a.id or 0))
     blocks: list[Block] = []
     if len(ordered) > MAX_ACTIONS:
         blocks.append(el.context(f"_{len(ordered) - MAX_ACTIONS} earlier actions not shown_"))
     for action in ordered[-MAX_ACTIONS:]:
         label = _label(labels, action.responder)
-        blocks.append(el.context(_action_line(action, label)))
+        blocks.append(el.context(action_line(action, label)))
         if action.status == ActionStatus.succeeded and action.id is not None and can_undo(action):
             value = ButtonValue(
                 incident_id=incident_id,
@@ -224,7 +250,7 @@ def _actions(
     return blocks
 
 
-def _proposals(
+def proposal_rows(
     incident: Incident,
     incident_id: int,
     actions: Sequence[Action],
@@ -232,6 +258,8 @@ def _proposals(
     plan: Planner | None,
     drawn: int,
 ) -> list[Block]:
+    """The Approve/Deny buttons of the proposals still waiting (card, Home); ``drawn`` is
+    the decision version the buttons carry, so a stale click is refused."""
     if incident.decision not in (Decision.ask_approval, Decision.auto_act):
         return []
     # a decided action has no buttons; one approved once still has, for the second approver
@@ -337,10 +365,11 @@ def incident_card(
         *fact_sections(enrichment_of(incident.enrichment)),
         DividerBlock(),
         _decision(incident),
+        _people(incident),
         lifecycle.closed(incident) if closed else None,
     ]
     if incident.id is not None:
-        blocks += _actions(incident.id, actions, labels, can_undo)
+        blocks += action_rows(incident.id, actions, labels, can_undo)
         if closed:
             blocks.append(
                 lifecycle.suppress_offer(
@@ -349,7 +378,7 @@ def incident_card(
             )
         else:
             drawn_at = drawn if drawn is not None else int(time.time())
-            blocks += _proposals(incident, incident.id, actions, labels, plan, drawn_at)
+            blocks += proposal_rows(incident, incident.id, actions, labels, plan, drawn_at)
             blocks.append(lifecycle.close_buttons(incident, incident.id))
     return [b for b in blocks if b is not None][:MAX_BLOCKS]
 

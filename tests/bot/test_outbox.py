@@ -214,7 +214,9 @@ async def test_a_storm_on_one_incident_updates_its_card_every_few_seconds(
 ) -> None:
     clock = Clock()
     engine = make(db, fake_slack, clock)
-    send = [{"id": f"s{i}", "title": "storm", "severity": "low", "user": "u1"} for i in range(30)]
+    send = [
+        {"id": f"s{i}", "title": "storm", "severity": "medium", "user": "u1"} for i in range(30)
+    ]
     async with db.session() as session:
         await ingest(session=session, detector=GenericDetector(), body=json.dumps(send[0]).encode())
     await engine.drain()
@@ -227,17 +229,20 @@ async def test_a_storm_on_one_incident_updates_its_card_every_few_seconds(
     await engine.drain()
     assert fake_slack.calls("chat.update") == []  # held back: the next seconds join it
     waiting = [r for r in await rows(db) if r.status == OutboxStatus.pending.value]
-    assert len(waiting) == 1  # one row for 29 changes
+    assert sorted(r.kind for r in waiting) == ["card", "message"]  # one of each for 29 changes
     clock.advance(3.5)
     await engine.flush()
     updates = fake_slack.calls("chat.update")
     assert len(updates) == 1 and "30" in json.dumps(updates[0])  # the card shows all 30
+    posts = fake_slack.calls("chat.postMessage")
+    assert len(posts) == 2 and posts[1]["thread_ts"] == posts[0].get("ts", updates[0]["ts"])
+    assert "29 new events (30 in all)" in posts[1]["text"]  # one reply in the card's thread
 
 
 async def test_a_new_decision_updates_the_card_at_once(db: Database, fake_slack: FakeSlack) -> None:
     clock = Clock()
     engine = make(db, fake_slack, clock)
-    low = {"id": "d1", "title": "odd login", "severity": "low", "user": "u2"}
+    low = {"id": "d1", "title": "odd login", "severity": "medium", "user": "u2"}
     critical = {"id": "d2", "title": "credential dump", "severity": "critical", "user": "u2"}
     for body in (low, critical):
         async with db.session() as session:

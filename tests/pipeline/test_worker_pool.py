@@ -209,3 +209,22 @@ async def test_ready_events_are_triaged_together_and_one_bad_event_fails_alone(
     assert incident.event_count == 12  # counted once each, never twice
     ids = await scored_event_ids(db)
     assert sorted(ids) == [e.id for e in events if e.title == "storm"]  # in claim order
+
+
+async def test_two_replicas_never_open_two_incidents_for_one_user(db: Database) -> None:
+    """Each replica triages a first alert about the same user at the same moment: they
+    take turns on the user's key, so the second joins the first's incident."""
+    other = Database(db.url)
+    try:
+        for round_ in range(5):
+            await send(
+                db, [{"id": f"{round_}-{i}", "title": "t", "user": f"v{round_}"} for i in (1, 2)]
+            )
+            one = engine(db, SlowEnricher(0), size=1, replica="r1")
+            two = engine(other, SlowEnricher(0), size=1, replica="r2")
+            await asyncio.gather(one.worker.drain(), two.worker.drain())
+    finally:
+        await other.dispose()
+    async with db.session() as session:
+        incidents = (await session.exec(select(Incident))).all()
+    assert sorted(i.event_count for i in incidents) == [2] * 5

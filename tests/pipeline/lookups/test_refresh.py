@@ -71,7 +71,7 @@ async def test_a_record_raised_to_notify_is_posted(db: Database) -> None:
     assert (await pipeline.refresh(incident.id)) is not None
     await pipeline.flush()
     assert cards(pipeline) == []  # still a record: nothing to post
-    pipeline.reload(Policy(thresholds=Thresholds(notify=10)))
+    pipeline.reload(Policy(thresholds=Thresholds(notify=10), digest={"below": 0}))  # a card
     refreshed = await pipeline.refresh(incident.id)
     await pipeline.flush()
     assert refreshed is not None and refreshed.decision == "notify"
