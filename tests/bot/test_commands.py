@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,10 +16,12 @@ from pydantic import SecretStr
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
+from bot.slack.listeners.commands import COMMANDS
 from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.ingest import ingest
+from pipeline.models import CloseVerdict
 from pipeline.policy import ActionPolicy, Policy
 from tests.fixtures.slack import FakeSlack, signed_headers, slash_command_body
 from tests.pipeline.fakes import DirectoryEnricher, LockResponder
@@ -46,9 +50,9 @@ async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
         transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
     ) as http:
 
-        async def command(text: str) -> dict[str, Any]:
+        async def post(text: str, user: str = "UANALYST") -> httpx.Response:
             body = slash_command_body(
-                user_id="UANALYST",
+                user_id=user,
                 text=text,
                 response_url=fake_slack.response_url(uuid.uuid4().hex),
             )
@@ -56,14 +60,19 @@ async def slack_http(db: Database, fake_slack: FakeSlack) -> AsyncIterator[Any]:
                 **signed_headers(SECRET, body),
                 "Content-Type": "application/x-www-form-urlencoded",
             }
-            count = len(fake_slack.calls("response_url")) + 1
             response = await http.post("/slack/events", content=body, headers=headers)
             assert response.status_code == 200
+            return response
+
+        async def command(text: str, user: str = "UANALYST") -> dict[str, Any]:
+            count = len(fake_slack.calls("response_url")) + 1
+            await post(text, user)
             await fake_slack.wait_for("response_url", count=count)
             return fake_slack.calls("response_url")[-1]
 
         command.pipeline = pipeline  # type: ignore[attr-defined]
         command.http = http  # type: ignore[attr-defined]
+        command.post = post  # type: ignore[attr-defined]
         yield command
 
 
@@ -116,23 +125,42 @@ async def test_bad_commands_get_an_ephemeral_reason(
     assert expected in reply["text"]
 
 
-async def test_help(slack_http: Any) -> None:
+async def test_help_lists_every_subcommand_from_the_dispatch_table(slack_http: Any) -> None:
     reply = await slack_http("")
     assert reply == await slack_http("help") | {"response_id": reply["response_id"]}
     commands = [line for line in reply["text"].splitlines() if line.startswith("• ")]
-    assert [line.split("`")[1].split()[1] for line in commands] == [
-        "help",
-        "lookup",
-        "incident",
-        "close",
-        "suppress",
-        "suppressions",
-        "unsuppress",
-        "pause",
-        "resume",
-        "extend",
-    ]
+    listed = [line.split("`")[1].split()[1] for line in commands]
+    assert listed == list(COMMANDS)
+    assert listed[:5] == ["help", "lookup", "incident", "incidents", "stats"]
+    assert {"close", "suppress", "suppressions", "unsuppress", "pause", "resume"} <= set(listed)
     assert "• `/fido close N tp|fp|benign [reason…]`: close incident N with a verdict" in commands
+    # every subcommand the help lists is dispatched: none is an unknown command
+    for name in listed:
+        answer = await slack_http(name)
+        assert answer["response_type"] == "ephemeral"
+        assert "unknown command" not in answer["text"], name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("help me", "usage: `/fido help`"),
+        ("incidents closed", "usage: `/fido incidents [open|mine|today]`"),
+        ("incidents open mine", "usage: `/fido incidents [open|mine|today]`"),
+        ("stats forever", "usage: `/fido stats [7d]`"),
+        ("stats 0d", "is not a duration"),
+        ("stats 7d 2w", "usage: `/fido stats [7d]`"),
+        ("stats 400d", "at most a year"),
+        ("lookup", "usage: `/fido lookup user|host|ip|hash|domain|url VALUE`"),
+        ("incident", "usage: `/fido incident N`"),
+        ("resume a b", "usage: `/fido resume`"),
+        ("extend", "usage: `/fido extend ACTION HOURS`"),
+    ],
+)
+async def test_mistakes_get_the_usage_line(slack_http: Any, text: str, expected: str) -> None:
+    reply = await slack_http(text)
+    assert reply["response_type"] == "ephemeral"
+    assert expected in reply["text"]
 
 
 async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: Database) -> None:
@@ -169,64 +197,17 @@ async def test_lookup_shows_every_enricher_and_the_history(slack_http: Any, db: 
 async def test_bad_lookups_explain(slack_http: Any, text: str, expected: str) -> None:
     reply = await slack_http(text)
     assert reply["response_type"] == "ephemeral" and expected in reply["text"]
+    assert reply["replace_original"] is True  # the "working on it" line, not left behind
+
+
+async def test_quick_answers_do_not_replace_anything(slack_http: Any) -> None:
+    assert "replace_original" not in await slack_http("incidents")
+    assert (await slack_http("incident x"))["replace_original"] is False  # an error
 
 
 async def test_lookup_of_a_slack_formatted_url(slack_http: Any) -> None:
     reply = await slack_http("lookup url <http://evil.test/a?b=1&amp;c=2|evil.test/a>")
     assert "url: http://evil.test/a?b=1&c=2" in json.dumps(reply["blocks"])
-
-
-async def test_app_home_lists_open_incidents(
-    slack_http: Any, db: Database, fake_slack: FakeSlack
-) -> None:
-    async with db.session() as session:
-        await ingest(
-            session=session,
-            detector=GenericDetector(),
-            body=json.dumps(
-                {"id": "h", "title": "Beaconing <!here>", "severity": "high", "user": "alice"}
-            ).encode(),
-        )
-    await slack_http.pipeline.drain()
-    event = {
-        "token": "x",
-        "team_id": "T0FIDO",
-        "api_app_id": "A0FIDO",
-        "type": "event_callback",
-        "event_id": "Ev1",
-        "event_time": 1700000000,
-        "event": {
-            "type": "app_home_opened",
-            "user": "UANALYST",
-            "channel": "D1",
-            "tab": "home",
-            "event_ts": "1700000000.000100",
-        },
-    }
-    body = json.dumps(event).encode()
-    response = await slack_http.http.post(
-        "/slack/events",
-        content=body,
-        headers={**signed_headers(SECRET, body), "Content-Type": "application/json"},
-    )
-    assert response.status_code == 200
-    await fake_slack.wait_for("views.publish")
-    [published] = fake_slack.calls("views.publish")
-    assert published["user_id"] == "UANALYST"
-    shown = json.dumps(published["view"])
-    # severity high 40 + a real account in the directory 10
-    assert "#1" in shown and "Beaconing &lt;!here&gt;" in shown and "50/100" in shown
-    assert "paused" not in shown
-
-    await slack_http.pipeline.incidents.pause(actor="UANALYST", reason="change freeze")
-    response = await slack_http.http.post(
-        "/slack/events",
-        content=body,
-        headers={**signed_headers(SECRET, body), "Content-Type": "application/json"},
-    )
-    await fake_slack.wait_for("views.publish", count=2)
-    shown = json.dumps(fake_slack.calls("views.publish")[1]["view"])
-    assert "Automatic action is paused* by <@UANALYST>" in shown and "/fido resume" in shown
 
 
 async def test_an_oversized_slack_body_is_refused_before_it_is_read(slack_http: Any) -> None:
@@ -291,3 +272,121 @@ async def test_pause_resume_and_extend_commands(slack_http: Any, fake_slack: Fak
     assert "no responder named `nope`" in (await slack_http("resume nope"))["text"]
     assert "usage: `/fido extend ACTION HOURS`" in (await slack_http("extend 1"))["text"]
     assert "there is no action 99" in (await slack_http("extend 99 4"))["text"]
+
+
+async def _alert(db: Database, alert_id: str, title: str, severity: str, user: str) -> None:
+    body = {"id": alert_id, "title": title, "severity": severity, "user": user}
+    async with db.session() as session:
+        await ingest(session=session, detector=GenericDetector(), body=json.dumps(body).encode())
+
+
+async def test_incident_shows_a_timeline_of_events_actions_and_clicks(
+    slack_http: Any, db: Database
+) -> None:
+    await _alert(db, "t1", "Token theft <!channel>", "critical", "alice")
+    await _alert(db, "t2", "Second sign-in", "high", "alice")
+    await slack_http.pipeline.drain()
+    incidents = slack_http.pipeline.incidents
+    await incidents.approve(incident_id=1, responder="test_lock", target="alice", actor="UANALYST")
+    refused = await slack_http("close 1 fp", user="UEVE")
+    assert "not an approver" in refused["text"]
+    await slack_http("close 1 tp contained")
+    reply = await slack_http("incident 1")
+    assert reply["response_type"] == "ephemeral"
+    [timeline] = [
+        b["text"]["text"]
+        for b in reply["blocks"]
+        if b["type"] == "section" and b["text"]["text"].startswith("*Timeline*")
+    ]
+    title, *lines = timeline.splitlines()
+    assert title == "*Timeline* · 2 events, 3 actions, clicks and decisions"
+    assert lines[0].endswith("· `generic` · 🔴 Token theft &lt;!channel&gt;")
+    assert lines[1].endswith("· `generic` · 🟠 Second sign-in")
+    assert [line.split(" · ", 1)[1] for line in lines[2:]] == [
+        "⚙️ <@UANALYST> · action.succeeded test_lock:alice: locked alice",
+        "👆 <@UEVE> · refused close",
+        "👆 <@UANALYST> · incident.closed true_positive: contained",
+    ]
+    assert "<!channel>" not in timeline  # mrkdwn: escaped (the header is plain text)
+    assert "every point" in json.dumps(reply["blocks"])
+    assert len(reply["blocks"]) <= 50
+
+
+async def test_incidents_open_mine_and_today(slack_http: Any, db: Database) -> None:
+    await _alert(db, "a", "Low thing", "low", "bob")
+    await _alert(db, "b", "Big thing", "critical", "alice")
+    await slack_http.pipeline.drain()
+    await slack_http.pipeline.incidents.close(
+        incident_id=1, verdict=CloseVerdict.benign, actor="UANALYST"
+    )
+
+    def numbers(reply: dict[str, Any]) -> list[str]:
+        return re.findall(r"\*#(\d+)\*", json.dumps(reply["blocks"]))
+
+    opened = await slack_http("incidents")
+    assert opened["response_type"] == "ephemeral"
+    assert numbers(opened) == ["2"] and "Open incidents, highest score first" in str(opened)
+    assert numbers(await slack_http("incidents OPEN")) == ["2"]
+    assert numbers(await slack_http("incidents mine")) == ["1"]
+    assert numbers(await slack_http("incidents mine", user="UOTHER")) == []
+    assert "None." in json.dumps((await slack_http("incidents mine", user="UOTHER"))["blocks"])
+    assert numbers(await slack_http("incidents today")) == ["2", "1"]
+    assert "closed, benign" in json.dumps((await slack_http("incidents today"))["blocks"])
+
+
+async def test_stats_answer_after_a_working_line(
+    slack_http: Any, db: Database, fake_slack: FakeSlack
+) -> None:
+    await _alert(db, "s1", "Odd login", "critical", "alice")
+    await slack_http.pipeline.drain()
+    await slack_http.pipeline.incidents.approve(
+        incident_id=1, responder="test_lock", target="alice", actor="UANALYST"
+    )
+    response = await slack_http.post("stats")
+    assert response.json() == {
+        "text": ":hourglass_flowing_sand: Working on `/fido stats`…",
+        "response_type": "ephemeral",
+    }
+    await fake_slack.wait_for("response_url")
+    reply = await slack_http("stats 30d")
+    assert reply["response_type"] == "ephemeral" and reply["replace_original"] is True
+    text = reply["text"]
+    assert "last 30 days" in text
+    assert "*Alerts:* 1 (`generic` 1) · 0 suppressed" in text
+    assert "*Incidents:* 1 · 1 still open" in text
+    assert "`test_lock`: succeeded 1" in text
+    assert "to approve 0s" in text or re.search(r"to approve \d+s", text)
+    assert "no verdicts yet" in text
+
+
+async def test_a_slow_answer_is_acknowledged_within_three_seconds(
+    db: Database, fake_slack: FakeSlack
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    slow = DirectoryEnricher({"alice": {"display_name": "Alice"}}, delay=3.5)
+    pipeline = Engine(db=db, policy=Policy(), enrichers=[slow], approvers=["UANALYST"])
+    bolt = build_bolt_app(settings, pipeline, web_client(settings))
+    api = build_http_app(db=db, detectors={}, webhook_token=SecretStr("x"), bolt=bolt)
+    body = slash_command_body(
+        user_id="UANALYST", text="lookup user alice", response_url=fake_slack.response_url("s")
+    )
+    headers = {**signed_headers(SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://fido.test"
+    ) as http:
+        started = time.monotonic()
+        response = await http.post("/slack/events", content=body, headers=headers)
+        assert time.monotonic() - started < 2
+        assert response.status_code == 200
+        assert "Working on `/fido lookup`" in response.json()["text"]
+        assert response.json()["response_type"] == "ephemeral"
+        assert fake_slack.calls("response_url") == []
+        [answer] = await fake_slack.wait_for("response_url", timeout=10)
+    assert time.monotonic() - started >= 3.5
+    assert answer["replace_original"] is True and answer["response_type"] == "ephemeral"
+    assert "user: alice" in json.dumps(answer["blocks"])

@@ -13,5 +13,5 @@ from pipeline.engine import Engine
 def register(app: AsyncApp, engine: Engine, labels: Mapping[str, str]) -> None:
     actions.register(app, engine.incidents)
     commands.register(app, engine, labels)
-    home.register(app, engine.incidents)
+    home.register(app, engine, labels)
     errors.register(app)
