@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline import queue
+from pipeline import observe, queue
 from pipeline.db import Database
 from pipeline.errors import FidoError
 from pipeline.models import Event
@@ -151,8 +151,10 @@ class Worker:
     async def _process(self, ticket: _Ticket) -> None:
         event = ticket.event
         assert event.id is not None
+        observe.bind(event=event.id)  # this task's log lines name its event
         try:
-            ticket.prepared = await self.stages.prepare(event)
+            with observe.timed("enrich"):
+                ticket.prepared = await self.stages.prepare(event)
             for earlier in self._in_flight[: self._in_flight.index(ticket)]:
                 if earlier.keys & ticket.keys:
                     await _first(earlier.ready, earlier.done)
@@ -185,7 +187,8 @@ class Worker:
         # webhook's commit never waits long behind it
         batch, self._ready = ready[:FINISH_BATCH], ready[FINISH_BATCH:]
         try:
-            results = await self.stages.finish_many([t.prepared for t in batch])
+            with observe.timed("triage"):
+                results = await self.stages.finish_many([t.prepared for t in batch])
         except Exception as exc:  # the stage could not even say which event failed
             results = [exc] * len(batch)
         for ticket, result in zip(batch, results, strict=True):

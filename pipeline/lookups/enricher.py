@@ -12,7 +12,10 @@ For each observable of a kind the lookup supports, in this order:
 5. **quota** — past the provider's per-minute or per-day limit, or after a 429, the lookup
    is deferred (``run_deferred`` makes it later) and its facts say ``{"pending": True}``;
 6. **call** — other failures are retried ``retries`` times with doubling back-off, then
-   reported as that indicator's ``{"error": "…"}``.
+   reported as that indicator's ``{"error": "…"}``. This is the only retry a lookup gets
+   (its HTTP call is one try), so every try passes the breaker and the quota; an error
+   whose ``retryable`` is False (the provider refused the request itself, an HTTP 4xx) is
+   not retried.
 
 An answer of None (the provider does not know the value) reads ``{"found": False}``.
 
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pipeline import observe
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.errors import IntegrationError, NotFoundError, RateLimited
@@ -108,6 +112,7 @@ class LookupEnricher:
                 facts[Observables.key(kind, value)] = hit.as_facts()
             else:  # one call for the spellings of one indicator
                 live.setdefault(cache_key(self.name, kind, value), (kind, value))
+        observe.observer().cache(self.name, hits=len(cached), misses=len(live))
         outcomes = await asyncio.gather(*(self._bounded(k, v) for k, v in live.values()))
         by_key = dict(zip(live, outcomes, strict=True))
         for kind, value in wanted:
@@ -168,10 +173,13 @@ class LookupEnricher:
             wait = await self.quota.take(self.lookup.provider)
             if wait is not None:
                 self.breaker.release()
+                observe.observer().quota_wait(self.lookup.provider, "quota")
                 return Outcome("pending", dict(PENDING), wait)
             try:
-                answer = await self.lookup.lookup(kind, value)
+                with observe.timed_lookup(self.name):
+                    answer = await self.lookup.lookup(kind, value)
             except RateLimited as exc:
+                observe.observer().quota_wait(self.lookup.provider, "rate_limited")
                 self.breaker.success()  # it answered: up, just busy
                 delay = (
                     timedelta(seconds=exc.retry_after)
@@ -187,6 +195,8 @@ class LookupEnricher:
                 self.breaker.failure()
                 error = str(exc)[:500]
                 log.warning("%s lookup of a %s failed: %s", self.name, kind, error)
+                if getattr(exc, "retryable", True) is False:
+                    break  # the provider refused the request itself: asking again cannot help
                 continue
             except Exception as exc:  # a plugin's bug counts as a failed call
                 self.breaker.failure()
