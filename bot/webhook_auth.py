@@ -1,12 +1,14 @@
 """Who may deliver to ``/webhooks/{detector}``: a bearer token (the detector's own, or
 ``FIDO_WEBHOOK_TOKEN``), optionally in a vendor's own header, and, where the vendor signs
-its deliveries, an HMAC of the body checked in constant time."""
+its deliveries, an HMAC of the body checked in constant time; and how often: each token
+has a bucket of the policy's ``webhook_rate`` (``RateLimiter``)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from fastapi import HTTPException
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 
-from pipeline.policy import SignatureRule
+from pipeline.policy import SignatureRule, WebhookRate
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,42 @@ def authenticate(
     rules = auth.get(detector, default)
     check_token(headers, rules)
     return rules
+
+
+class RateLimiter:
+    """A token bucket per webhook token, in this replica's memory: ``rate().per_second``
+    deliveries a second on average, ``burst`` at once. Past it, ``check`` raises a 429
+    whose ``Retry-After`` says when the next delivery will be taken. ``rate`` is read at
+    each delivery, so a reloaded policy applies at once; None means no limit. Several
+    replicas each allow the rate (a load balancer spreads a detector over them)."""
+
+    def __init__(
+        self,
+        rate: Callable[[], WebhookRate | None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.clock = clock
+        self._buckets: dict[bytes, tuple[float, float]] = {}  # token digest → (level, at)
+
+    def check(self, auth: DetectorAuth) -> None:
+        rate = self.rate()
+        if rate is None:
+            return
+        burst = float(rate.burst or max(1, math.ceil(rate.per_second)))
+        secret = auth.token.get_secret_value() if auth.token else ""
+        key = hashlib.sha256(secret.encode()).digest()  # the token itself is not kept here
+        now = self.clock()
+        level, at = self._buckets.get(key, (burst, now))
+        level = min(burst, level + (now - at) * rate.per_second)
+        if level < 1:
+            self._buckets[key] = (level, now)
+            wait = math.ceil((1 - level) / rate.per_second)
+            raise HTTPException(
+                429,
+                f"more than {rate.per_second:g} deliveries a second with this token: "
+                f"try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        self._buckets[key] = (level - 1, now)

@@ -2,7 +2,9 @@
 
 SQLite (WAL mode) by default, PostgreSQL through the same ``FIDO_DATABASE_URL``. The
 application talks to it asynchronously (aiosqlite, psycopg 3); Alembic migrates it with the
-matching synchronous driver, on start and by ``fido db upgrade``.
+matching synchronous driver, on start and by ``fido db upgrade``. On PostgreSQL a migration
+runs under an advisory lock (``MIGRATION_LOCK``), so replicas started together migrate once:
+the others wait for it, then find the revision current. A start logs one line about it.
 
 Nothing waits on the database for long: connecting gives up after ``CONNECT_TIMEOUT``
 seconds (libpq would wait 130), a free pooled connection is waited for ``POOL_TIMEOUT``
@@ -118,23 +120,71 @@ def _postgresql_begin(connection: Any) -> None:
         connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic (synchronous)."""
+# PostgreSQL advisory lock held around a migration, so replicas started together migrate
+# once: the first takes it and upgrades; the others wait, then find the revision current.
+# (A session lock: behind a pooler, migrate through a session-mode connection.)
+MIGRATION_LOCK = 0x6669646F6D696772  # "fidomigr"
+
+
+def _quiet_alembic() -> None:
+    """Alembic logs a line per revision and two about its context; ``upgrade`` logs one
+    line instead. Alembic's own lines come back with FIDO_LOG_LEVEL=debug."""
+    alembic_log = logging.getLogger("alembic")
+    if alembic_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+        alembic_log.setLevel(logging.WARNING)
+
+
+def _unlock_migrations(connection: Any) -> None:
+    """Release the migration lock, after a failed migration too (its transaction rolled
+    back first); a connection that is gone has released it already."""
+    try:
+        connection.rollback()
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+        connection.commit()
+    except DBAPIError:
+        pass
+
+
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to ``revision`` with Alembic (synchronous), under the migration
+    lock on PostgreSQL. Returns the revisions before and after; logs one line."""
+    _quiet_alembic()  # before the import: Alembic logs as its plugins load
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["fido_url"] = sync_url(url)
-    command.upgrade(config, revision)
-    if is_sqlite(url):
-        # switch the file to WAL once, here, rather than racing from many first connections
-        from sqlalchemy import create_engine
-
-        engine = create_engine(sync_url(url))
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
         with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            postgresql = connection.dialect.name == "postgresql"
+            if postgresql:  # waits while another process migrates; kept across commits
+                connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+                connection.commit()
+            try:
+                before = MigrationContext.configure(connection).get_current_revision()
+                connection.commit()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                after = MigrationContext.configure(connection).get_current_revision()
+                connection.commit()
+            finally:
+                if postgresql:
+                    _unlock_migrations(connection)
+            if not postgresql:
+                # switch the file to WAL once, here, rather than racing from many first
+                # connections
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                connection.commit()
+    finally:
         engine.dispose()
+    if before == after:
+        log.info("database at revision %s", after)
+    else:
+        log.info("database migrated from revision %s to %s", before or "(empty)", after)
+    return before, after
 
 
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")

@@ -1,0 +1,215 @@
+"""Which replica runs the singleton jobs, and which replicas are still alive.
+
+Any number of ``fido serve`` processes may share one PostgreSQL database. Each keeps one
+connection of its own open for as long as it runs, and holds on it two kinds of
+session advisory lock, which PostgreSQL releases the moment the process dies or its
+connection is lost:
+
+- **its name** (``replica:NAME``, ``FIDO_REPLICA``): taken at start-up; a second live
+  process with the same name is refused (its start-up releases and its claims would be
+  confused with the first's);
+- **the leader lock**, which one replica holds at a time: the scheduler's singleton jobs
+  (expiring containments, deferred lookups, releasing the claims of replicas that are gone,
+  and any job wrapped by ``only_leader``) run only there. Every replica tries to take it
+  every ``CHECK_EVERY`` seconds, so when the leader dies another takes over within
+  seconds.
+
+The leader also frees the events that a replica which is gone left claimed: a name whose
+lock can be taken belongs to no live process, so its ``processing`` events are put back
+at once instead of after their lease (``pipeline/queue.py``). The leader holds that name's
+lock while it does, so a replica restarting under it waits for the release to finish.
+
+A leader that loses its connection stops leading at its next check; until then two
+replicas may both run a job, which the jobs tolerate (their updates are conditional).
+
+SQLite is one process's database: there this process is always the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import col, select
+
+from pipeline import queue
+from pipeline.db import Database, first_line
+from pipeline.errors import ConfigError
+from pipeline.locks import lock_key
+from pipeline.models import Event, EventStatus
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 2.0  # seconds between a replica's checks of its connection and the leader lock
+CHECK_TIMEOUT = 5.0  # seconds a check may take before the connection is given up
+NAME_ATTEMPTS = 20  # tries at start-up for this replica's name (0.5 s apart)
+LEADER = "fido:leader"
+
+P = ParamSpec("P")
+
+
+class Leadership:
+    """This replica's standing among the replicas sharing its database."""
+
+    def __init__(self, db: Database, *, replica: str) -> None:
+        self.db = db
+        self.replica = replica[:128]
+        self.leader = db.sqlite
+        self._engine: AsyncEngine | None = None
+        self._connection: AsyncConnection | None = None
+        self._lock = asyncio.Lock()  # one statement at a time on the connection
+        self._scope = ""  # the schema: deployments in different schemas lead apart
+
+    def _key(self, name: str) -> int:
+        return lock_key(f"{self._scope}:{name}")
+
+    def _replica_key(self, replica: str) -> int:
+        return self._key(f"fido:replica:{replica}")
+
+    async def start(self) -> None:
+        """Take this replica's name, then try for the leader lock once. A ConfigError when
+        another live replica already has the name."""
+        if self.db.sqlite:
+            return
+        self._engine = create_async_engine(self.db.engine.url, poolclass=NullPool)
+        await self._connect()
+        assert self._connection is not None
+        self._scope = str(
+            (await self._connection.execute(text("SELECT current_schema()"))).scalar()
+        )
+        for _ in range(NAME_ATTEMPTS):
+            if await self._try(self._replica_key(self.replica)):
+                break
+            await asyncio.sleep(0.5)  # a leader may be releasing a dead namesake's claims
+        else:
+            await self.stop()
+            raise ConfigError(
+                f"another running replica is named {self.replica!r}: give each its own FIDO_REPLICA"
+            )
+        await self.campaign()
+
+    async def _connect(self) -> None:
+        assert self._engine is not None
+        self._connection = await self._engine.connect()
+        # autocommit: a session lock outlives transactions, and no statement here leaves
+        # one open on the server
+        await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _try(self, key: int) -> bool:
+        assert self._connection is not None
+        async with self._lock:
+            result = await self._connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+            )
+            return bool(result.scalar())
+
+    async def _unlock(self, key: int) -> None:
+        assert self._connection is not None
+        async with self._lock:
+            await self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+    async def campaign(self) -> bool:
+        """One check (the scheduler runs it every CHECK_EVERY seconds): is the connection
+        alive, and, when not leading, can the leader lock be taken? A lost connection ends
+        leadership; the next check reconnects and takes this replica's name again."""
+        if self.db.sqlite:
+            return True
+        try:
+            await asyncio.wait_for(self._check(), CHECK_TIMEOUT)
+        except Exception as exc:
+            if self.leader:
+                log.warning("leadership lost: %s", first_line(exc))
+            self.leader = False
+            await self._drop()
+        return self.leader
+
+    async def _check(self) -> None:
+        if self._connection is None:
+            await self._connect()
+            if not await self._try(self._replica_key(self.replica)):
+                raise ConfigError(f"replica name {self.replica!r} is held elsewhere")
+        if self.leader:
+            async with self._lock:
+                assert self._connection is not None
+                await self._connection.execute(text("SELECT 1"))
+        elif await self._try(self._key(LEADER)):
+            self.leader = True
+            log.info("this replica (%s) now runs the singleton jobs", self.replica)
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.invalidate()
+            except Exception:  # already gone
+                pass
+
+    async def stop(self) -> None:
+        """Give up leadership and the name (closing the connection releases both)."""
+        self.leader = self.db.sqlite
+        if self._connection is not None:
+            try:
+                await self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def only_leader(self, job: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
+        """``job`` as a scheduler job that runs on the leader only."""
+
+        async def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+            if not self.leader:
+                return None
+            return await job(*args, **kwargs)
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
+
+    async def reclaim(self) -> int:
+        """On the leader: put back the events claimed by replicas that are gone. Returns
+        how many."""
+        if self.db.sqlite or not self.leader or self._connection is None:
+            return 0
+        try:
+            return await self._reclaim()
+        except Exception as exc:  # tried again at the next run
+            log.warning(
+                "could not release the claims of replicas that are gone: %s", first_line(exc)
+            )
+            return 0
+
+    async def _reclaim(self) -> int:
+        async with self.db.session() as session:
+            names = (
+                await session.exec(
+                    select(Event.claimed_by)
+                    .where(
+                        col(Event.status) == EventStatus.processing.value,
+                        col(Event.claimed_by).is_not(None),
+                        col(Event.claimed_by) != self.replica,
+                    )
+                    .distinct()
+                )
+            ).all()
+        released = 0
+        for name in names:
+            if name is None or not await self._try(self._replica_key(name)):
+                continue  # alive
+            try:
+                count = await queue.release(self.db, replica=name)
+            finally:
+                await self._unlock(self._replica_key(name))
+            if count:
+                log.info(
+                    "released %d events left in flight by replica %s, which is gone", count, name
+                )
+            released += count
+        return released
