@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
+from typer.core import TyperArgument, TyperOption
 
-from bot import respond_cli
+from bot import init_cli, reads_cli, respond_cli
 from bot.audit_cli import app as audit_app
 from bot.outbox_cli import app as outbox_app
+from bot.settings import AD_REQUIRED, SERVE_REQUIRED
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,29 +39,88 @@ def _settings():  # type: ignore[no-untyped-def]
         raise ConfigError(f"invalid setting: {exc}") from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _logging(level: str, kind: Literal["text", "json"] | None = None) -> None:
+    from bot import logs
+
+    logs.configure(level, kind)  # text, or one JSON object per line (FIDO_LOG_FORMAT=json)
 
 
-@app.command()
-def serve() -> None:
-    """Run Fido: webhooks, Slack, the pipeline worker and the scheduler."""
-    from bot.service import serve as run
+def _ready(command: str, *, serve: bool = False, sections: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """The settings, once every one ``command`` needs is present and valid: otherwise one
+    ConfigError naming them all, before any file or database is created."""
+    from bot.doctor_settings import check_settings
+    from pipeline.policy import load_policy
 
     settings = _settings()
-    _logging(settings.log_level)
+    policy = load_policy(settings.config)
+    report = check_settings(settings, policy, serve=serve, sections=sections)
+    report.raise_if_any(f"fido {command}")
+    return settings
+
+
+SERVE_HELP = f"""Run Fido: webhooks, Slack, the pipeline worker and the scheduler.
+
+Settings come from the environment, or from a .env file in the working directory (the \
+environment wins). .env.example describes each one; fido init writes them; fido doctor \
+checks that they work.
+
+Required: {", ".join(SERVE_REQUIRED)}; SLACK_SIGNING_SECRET (HTTP mode) or \
+SLACK_APP_TOKEN (Socket Mode); {", ".join(AD_REQUIRED)} while the policy uses Active \
+Directory (the built-in policy does); and every secret the policy (FIDO_CONFIG) names. \
+Fido checks them all before it creates anything and lists every one missing in one message.
+"""
+
+
+@app.command(help=SERVE_HELP)
+def serve() -> None:
+    from bot.doctor_settings import SECTIONS
+    from bot.service import serve as run
+
+    settings = _ready("serve", serve=True, sections=SECTIONS)
+    _logging(settings.log_level, settings.log_format)
     asyncio.run(run(settings))
 
 
 @app.command()
-def demo() -> None:
-    """Feed bundled sample alerts through the real pipeline, offline, and print the cards."""
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Check every setting and every system Fido reaches, and say how to fix each failure.
+
+    One line per check: ok, failed or skipped, with the reason. Exits 0 only when every
+    check that ran passed. Nothing is changed: no database is created or migrated, no
+    message is posted, no lookup spends a quota.
+    """
+    from bot import doctor as checkup
+
+    settings = _settings()
+    checks = asyncio.run(checkup.diagnose(settings))
+    typer.echo(checkup.render_json(checks) if as_json else checkup.render(checks))
+    raise typer.Exit(checkup.exit_code(checks))
+
+
+@app.command()
+def demo(
+    slack: bool = typer.Option(
+        False, "--slack", help="post the cards to FIDO_SLACK_CHANNEL too, as fido serve would"
+    ),
+) -> None:
+    """Feed bundled sample alerts through the real pipeline, offline, and print the incidents.
+
+    With --slack the same cards are posted to a real workspace (SLACK_BOT_TOKEN and
+    FIDO_SLACK_CHANNEL, from the environment or .env), so a team can see them before
+    wiring detectors.
+    """
     from bot.demo import run_demo
 
+    settings = None
+    if slack:
+        from bot.doctor_settings import require
+
+        settings = _settings()
+        require(settings, "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL", doing="fido demo --slack")
     _logging("WARNING")
-    raise typer.Exit(asyncio.run(run_demo(sys.stdout)))
+    raise typer.Exit(asyncio.run(run_demo(sys.stdout, settings)))
 
 
 @app.command()
@@ -92,7 +152,8 @@ def lookup(
     from pipeline.errors import InputError
 
     try:
-        typer.echo(asyncio.run(tools.lookup(_settings(), kind, value, as_json=as_json)))
+        settings = _ready("lookup", sections=("enrichers",))
+        typer.echo(asyncio.run(tools.lookup(settings, kind, value, as_json=as_json)))
     except InputError as exc:
         typer.echo(f"fido: {exc}".replace("`", ""), err=True)
         raise typer.Exit(1) from None
@@ -193,7 +254,8 @@ def dead_letters_retry(
     """Parse pending dead letters again, e.g. after a parser fix."""
     from bot import tools
 
-    lines = asyncio.run(tools.retry_dead_letters(_settings(), ids or None))
+    settings = _ready("dead-letters retry", sections=("detectors",))
+    lines = asyncio.run(tools.retry_dead_letters(settings, ids or None))
     typer.echo("\n".join(lines) if lines else "no dead letters to retry")
     if any(" failed: " in line for line in lines):
         raise typer.Exit(1)
@@ -240,12 +302,70 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"database at revision {revision}")
 
 
-respond_cli.register(app, _settings)
+# it builds every responder of the policy: each one's settings are checked first
+respond_cli.register(app, lambda: _ready("respond", sections=("responders",)))
+app.command("init")(init_cli.init)
+reads_cli.register(app, _settings)
+
+
+class _Argument(TyperArgument):
+    """An argument as help screens name it: DETECTOR in the usage line as in the text."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # the name and the help say what it is
+
+
+class _Option(TyperOption):
+    """An option as help screens show it: a flag alone, a value by its metavar or its
+    choices, never a Python type such as <bool> or <str>."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        if self.metavar:
+            return self.metavar
+        described = self.type_descriptor
+        if described.is_choice:
+            return "|".join(str(choice) for choice in described.choices or ())
+        return (self.name or "value").upper()
+
+
+def plain_help(command: Any) -> Any:
+    """``command`` and its subcommands with the help screens above."""
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _Argument
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+        elif type(param) is TyperOption:
+            param.__class__ = _Option
+    made = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # made when asked for
+        option = made(ctx)
+        if type(option) is TyperOption:
+            option.__class__ = _Option
+        return option
+
+    command.get_help_option = help_option  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def command() -> Any:
+    """The ``fido`` command tree, ready to run (tests read every help screen from it)."""
+    return plain_help(typer.main.get_command(app))
 
 
 def main() -> None:
     try:
-        app()
+        command()(prog_name="fido")
     except ConfigError as exc:
         typer.echo(f"fido: {exc}", err=True)
         sys.exit(2)

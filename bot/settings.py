@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,7 +55,15 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("SLACK_APP_TOKEN")
     )
     slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
+    # messages per second per channel: Slack's documented limit for chat.postMessage is 1;
+    # raise it only for a Slack-compatible endpoint without that limit (a test double)
+    slack_messages_per_second: float = Field(
+        default=1.0, gt=0, validation_alias=_env("FIDO_SLACK_MESSAGES_PER_SECOND")
+    )
     log_level: str = Field(default="INFO", validation_alias=_env("FIDO_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=_env("FIDO_LOG_FORMAT")
+    )
     # this process's name among replicas: its unfinished claims are released when a process
     # of the same name starts (keep it stable across restarts: a StatefulSet pod name)
     replica: str = Field(
@@ -102,3 +110,9 @@ _FIELD_BY_ENV: dict[str, str] = {
     if isinstance(alias, str)
 }
 ENV_NAMES: list[str] = sorted(_FIELD_BY_ENV)
+
+# what ``fido serve`` cannot run without (and SLACK_SIGNING_SECRET unless SLACK_APP_TOKEN
+# is set); the directory's required settings while a plugin uses it (the built-in policy
+# does) — named here for help screens, checked in ``bot/doctor_settings.py``
+SERVE_REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
+AD_REQUIRED = ("FIDO_AD_URL", "FIDO_AD_BIND_DN", "FIDO_AD_PASSWORD", "FIDO_AD_BASE_DN")

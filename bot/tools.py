@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from bot.settings import Settings
@@ -43,33 +45,73 @@ def parse(settings: Settings, detector: str, body: bytes) -> str:
 async def lookup(settings: Settings, kind: str, value: str, *, as_json: bool) -> str:
     """What every enricher and Fido's history say about one value (raises InputError)."""
     from bot.slack.lookup_blocks import lookup_blocks
-    from bot.slack.text import render_text
     from pipeline.investigate import investigate, validate
 
     validate(kind, value)
-    await _upgrade(settings)
     policy = load_policy(settings.config)
     wiring = Wiring(settings, policy)
-    db = database.Database(settings.database_url)
+    db = database.Database(settings.database_url)  # connects on first use, not here
     try:
-        report = await investigate(
-            db=db, policy=policy, enrichers=wiring.enrichers(db), kind=kind, value=value
-        )
+        built = wiring.enrichers(db)  # a ConfigError before any file or database is made
+        await _upgrade(settings, create=True)  # its lookup cache lives there
+        report = await investigate(db=db, policy=policy, enrichers=built, kind=kind, value=value)
     finally:
         await db.dispose()
+    skipped = not_asked(report)
     if as_json:
+        results = {n: r.model_dump(mode="json") for n, r in report.results.items()}
+        for name, reason in skipped.items():
+            results[name] = {"status": "skipped", "facts": {}, "error": None, "reason": reason}
         return json.dumps(
             {
                 "kind": report.kind,
                 "value": report.value,
-                "results": {n: r.model_dump(mode="json") for n, r in report.results.items()},
+                "results": results,
                 "history": report.history,
             },
             indent=2,
             default=str,
             ensure_ascii=False,
         )
-    return render_text(lookup_blocks(report))
+    for name in skipped:
+        del report.results[name]
+    lines = terminal_text(lookup_blocks(report)).splitlines()
+    if skipped and not report.results:  # "no enrichers enabled" would not be true
+        lines = [line for line in lines if line.strip() != "no enrichers enabled"]
+    notes = [f"{name}: skipped, {reason}" for name, reason in skipped.items()]
+    return "\n".join([*lines[:2], *notes, *lines[2:]])
+
+
+def not_asked(report: Any) -> dict[str, str]:
+    """The enrichers that answered nothing about the value because they do not look up
+    its kind (the directory and an IP address): reported as skipped, never as "ok"."""
+    from pipeline.observables import Observables
+
+    key = Observables.key(report.kind, report.value)
+    return {
+        name: f"it does not look up {report.kind} values"
+        for name, result in report.results.items()
+        if result.ok and key not in result.facts
+    }
+
+
+_EMPHASIS = re.compile(r"(?<![\w*_~`])([*_~])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
+_CODE = re.compile(r"`([^`\n]+)`")
+_EMOJI = {":warning:": "!", ":rotating_light:": "!!", ":double_vertical_bar:": "||"}
+
+
+def terminal_text(blocks: Any) -> str:
+    """Blocks as a terminal shows them: Slack's text read back (``render_text``), without
+    mrkdwn's markers (``*bold*``, ``_italic_``, backticks) or emoji codes."""
+    from bot.slack.text import render_text
+
+    text = _CODE.sub(r"\1", render_text(blocks))
+    previous = None
+    while previous != text:  # nested: *User* _(x)_
+        previous, text = text, _EMPHASIS.sub(r"\2", text)
+    for code, shown in _EMOJI.items():
+        text = text.replace(code, shown)
+    return text
 
 
 async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> str:
@@ -221,10 +263,25 @@ async def retry_dead_letters(settings: Settings, ids: list[int] | None) -> list[
     return [f"{o.id:>6}  {'parsed' if o.ok else 'failed'}: {o.message}" for o in outcomes]
 
 
-async def _upgrade(settings: Settings) -> None:
+async def _upgrade(settings: Settings, *, create: bool = False) -> None:
+    """Migrate the database; unless ``create``, refuse to make a new SQLite file (a command
+    that reads what ``fido serve`` stored, run in the wrong directory, would otherwise
+    answer from an empty database it has just left there)."""
     import asyncio
 
-    await asyncio.to_thread(database.upgrade, settings.database_url)
+    from sqlalchemy import make_url
+
+    from pipeline.errors import ConfigError
+
+    url = settings.database_url
+    if not create and database.is_sqlite(url):
+        path = make_url(url).database or ""
+        if path and path != ":memory:" and not Path(path).exists():
+            raise ConfigError(
+                f"no database at {path}: fido serve (or fido db upgrade) creates it; "
+                "set FIDO_DATABASE_URL if it is elsewhere"
+            )
+    await asyncio.to_thread(database.upgrade, url)
 
 
 # -- fido backtest ---------------------------------------------------------------------

@@ -63,3 +63,42 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.database_url == f"sqlite:///{tmp_path / 'fido.db'}"
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
     assert settings.config is None
+
+
+def test_bolt_does_not_warn_that_the_token_in_its_client_is_unused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from slack_bolt.async_app import AsyncApp
+
+    from bot.slack.app import web_client
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-environment")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with caplog.at_level(logging.INFO):
+        AsyncApp(client=web_client(settings), signing_secret="s")
+        logging.getLogger("slack_bolt.AsyncApp").warning("another warning")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("slack_bolt")]
+    assert messages == ["another warning"]  # only that one message is dropped
+
+
+def test_the_scheduler_is_quiet_at_info_and_talks_at_debug() -> None:
+    from bot.service import quiet_scheduler
+
+    root = logging.getLogger()
+    quieted = [logging.getLogger("apscheduler"), logging.getLogger("uvicorn.error")]
+    before = root.level, [logger.level for logger in quieted]
+    try:
+        root.setLevel(logging.DEBUG)
+        for logger in quieted:
+            logger.setLevel(logging.NOTSET)
+        quiet_scheduler()
+        assert all(logger.getEffectiveLevel() == logging.DEBUG for logger in quieted)
+        root.setLevel(logging.INFO)
+        quiet_scheduler()
+        for logger in quieted:
+            assert not logger.isEnabledFor(logging.INFO)
+            assert logger.isEnabledFor(logging.WARNING)  # missed runs, a port in use
+    finally:
+        root.setLevel(before[0])
+        for logger, level in zip(quieted, before[1], strict=True):
+            logger.setLevel(level)

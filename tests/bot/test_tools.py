@@ -139,6 +139,55 @@ def test_lookup_on_the_command_line(tmp_path: Path) -> None:
     assert bad.returncode == 1 and b"nope is not an IP address" in bad.stderr
 
 
+def test_lookup_statuses_are_truthful(tmp_path: Path) -> None:
+    """An unreachable directory is an error, and one that does not look up a kind of value
+    says it was skipped — never "ok" with nothing in it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    directory = {
+        "FIDO_AD_URL": f"ldaps://127.0.0.1:{closed}",
+        "FIDO_AD_BIND_DN": "CN=fido,DC=corp",
+        "FIDO_AD_PASSWORD": "secret-password",
+        "FIDO_AD_BASE_DN": "DC=corp",
+        "FIDO_AD_TIMEOUT": "2",
+        "FIDO_DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}",
+    }
+    user = fido("lookup", "user", "alice", "--json", cwd=tmp_path, **directory)
+    assert user.returncode == 0, user.stderr
+    result = json.loads(user.stdout)["results"]["active_directory"]
+    assert result["status"] == "error" and "cannot connect" in result["error"]
+    assert b"secret-password" not in user.stdout + user.stderr
+    ip = fido("lookup", "ip", "10.1.2.3", "--json", cwd=tmp_path, **directory)
+    result = json.loads(ip.stdout)["results"]["active_directory"]
+    assert result["status"] == "skipped"
+    assert result["reason"] == "it does not look up ip values"
+    text = fido("lookup", "ip", "10.1.2.3", cwd=tmp_path, **directory).stdout.decode()
+    assert "active_directory: skipped, it does not look up ip values" in text
+    assert "no enrichers enabled" not in text and "*" not in text and "`" not in text
+
+
+def test_reading_commands_never_leave_an_empty_database_behind(tmp_path: Path) -> None:
+    for args in (("incident", "1"), ("dead-letters",), ("dead-letters", "retry")):
+        done = fido(*args, cwd=tmp_path)
+        assert done.returncode == 2, args
+        assert b"no database at" in done.stderr and b"FIDO_DATABASE_URL" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_terminal_text_drops_mrkdwn_markers() -> None:
+    from slack_sdk.models.blocks import SectionBlock
+    from slack_sdk.models.blocks.basic_components import MarkdownTextObject
+
+    from bot.tools import terminal_text
+
+    text = "*Score: 73/100* · _top reasons_ `alice` *User* `ask_approval` :warning: a_b *x"
+    blocks = [SectionBlock(text=MarkdownTextObject(text=text))]
+    assert terminal_text(blocks) == "Score: 73/100 · top reasons alice User ask_approval ! a_b *x"
+
+
 async def _closed_incident(url: str) -> None:
     """Incident 1: an approved action, then closed as a true positive."""
     from pipeline.engine import Engine
