@@ -25,15 +25,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import metrics as prometheus
+from bot import slack_guard
+from bot.openapi import describe
 from bot.slack import http as slack_http
-from bot.webhook_auth import DetectorAuth, authenticate, check_signature
-from pipeline import deadletters
+from bot.webhook_auth import DetectorAuth, RateLimiter, authenticate, check_signature
+from pipeline import deadletters, observe
 from pipeline.db import Database, first_line, unreachable
 from pipeline.errors import ParseError
 from pipeline.incidents import IncidentService
 from pipeline.ingest import GroupCommit
 from pipeline.observables import without_control_characters
-from pipeline.plugins import Detector
+from pipeline.plugins import Delivery, Detector
 from pipeline.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ def build_http_app(
     bolt: AsyncApp | None = None,
     on_ingest: Callable[[], object] | None = None,
     incidents: IncidentService | None = None,
+    limiter: RateLimiter | None = None,
+    readiness: Mapping[str, observe.Check] | None = None,
 ) -> FastAPI:
     """The ASGI app. ``auth`` holds per-detector tokens and signatures (detectors not in it
     use ``webhook_token``); ``on_ingest`` is called after new events are stored."""
@@ -95,6 +99,8 @@ def build_http_app(
     @api.post("/webhooks/{detector}", status_code=202)
     async def webhook(detector: str, request: Request) -> JSONResponse:
         parser, checked = known(detector, request)
+        if limiter is not None:
+            limiter.check(checked)  # 429 with Retry-After past the policy's webhook_rate
         accepted = parser.content_types
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in accepted:
@@ -124,9 +130,16 @@ def build_http_app(
             return JSONResponse({"detail": reason, "dead_letter": letter.id}, status_code=422)
         if result.created and on_ingest is not None:
             on_ingest()
-        return JSONResponse(
-            {"accepted": result.created, "duplicates": result.duplicates}, status_code=202
-        )
+        answer: dict[str, object] = {"accepted": result.created, "duplicates": result.duplicates}
+        if isinstance(parsed, Delivery) and parsed.skipped:  # records read as no alert
+            answer["skipped"] = [{"reason": r, "count": n} for r, n in parsed.skipped.items()]
+        return JSONResponse(answer, status_code=202)
+
+    description = describe(detectors, slack=bolt is not None)
+
+    @api.get("/openapi.json")
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(description)
 
     @api.get("/healthz")
     async def healthz() -> Response:
@@ -138,6 +151,28 @@ def build_http_app(
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    unready: list[str] = []  # the checks failing at the last probe
+
+    @api.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready for traffic: the database answers, its schema is current, and what
+        ``readiness`` adds (Slack connected, scheduler running); else 503 naming each
+        failing check."""
+        results = await observe.readiness(db, readiness)
+        failing = [name for name, problem in results.items() if problem is not None]
+        checks = {name: problem or "ok" for name, problem in results.items()}
+        if failing != unready:  # one line when readiness changes, not one per probe
+            unready[:] = failing
+            if failing:
+                log.warning("not ready: %s", "; ".join(f"{n}: {checks[n]}" for n in failing))
+            else:
+                log.info("ready again")
+        if failing:
+            return JSONResponse(
+                {"status": "unready", "failing": failing, "checks": checks}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "checks": checks})
+
     @api.get("/metrics")
     async def metrics() -> Response:
         return Response(await prometheus.render(reads), media_type=prometheus.CONTENT_TYPE)
@@ -147,7 +182,11 @@ def build_http_app(
         @api.post("/slack/events")
         async def slack_events(request: Request) -> Response:
             # read at most MAX_BODY before Bolt checks the signature: anyone can send this
-            return await slack_http.handle(bolt, request, await _read_limited(request, MAX_BODY))
+            body = await _read_limited(request, MAX_BODY)
+            problem = slack_guard.refusal(request, body)  # what Bolt would raise on: a 400
+            if problem is not None:
+                raise HTTPException(400, problem)
+            return await slack_http.handle(bolt, request, body)
 
     async def database_down(request: Request, exc: Exception) -> Response:
         if not unreachable(exc):

@@ -9,27 +9,42 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import metrics
 from bot.reload import install_policy_reload
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
-from bot.slack.notifier import SlackNotifier
+from bot.slack.notifier import Pacer, SlackNotifier
 from bot.slack.people import SlackPeople
+from bot.webhook_auth import RateLimiter
 from bot.wiring import Wiring
-from pipeline import act, queue, sources
+from pipeline import act, ask, observe, queue, retention, sources
 from pipeline import db as database
+from pipeline.digest import run_digest_safely
 from pipeline.engine import Engine
+from pipeline.leader import CHECK_EVERY, Leadership
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, HoldsContainment, Source
 from pipeline.policy import load_policy
+from pipeline.sla import run_sla
 
 log = logging.getLogger(__name__)
+
+
+def quiet_scheduler() -> None:
+    """APScheduler logs two INFO lines per job run (every few seconds here) and one per job
+    added, and uvicorn three lines repeating "Fido listening on …": kept for DEBUG; their
+    warnings and errors (missed runs, overlapping runs, a port in use) always show."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        for name in ("apscheduler", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class _Server(uvicorn.Server):
@@ -77,6 +92,11 @@ async def run_deferred_safely(engine: Engine) -> None:
         log.info("answered %d deferred lookups", answered)
 
 
+async def _connected(handler: Any) -> bool:
+    """Whether the Socket Mode connection (once made) is up, for /readyz."""
+    return handler is not None and bool(await handler.client.is_connected())
+
+
 REQUIRED = ("FIDO_WEBHOOK_TOKEN", "SLACK_BOT_TOKEN", "FIDO_SLACK_CHANNEL")
 
 
@@ -96,7 +116,9 @@ async def serve(settings: Settings) -> None:
     polled = wiring.sources()
     await database.upgrade_when_reachable(settings.database_url)  # retries, one line each
     db = database.Database(settings.database_url)
-    enrichers = wiring.enrichers(db)
+    leadership = Leadership(db, replica=settings.replica)  # singleton jobs run on the leader
+    await leadership.start()
+    enrichers = metrics.timed_enrichers(wiring.enrichers(db))  # fido_enricher_seconds
     released = await queue.release(db, replica=settings.replica)
     if released:
         log.info("released %d events this replica (%s) left in flight", released, settings.replica)
@@ -112,6 +134,8 @@ async def serve(settings: Settings) -> None:
             channel=settings.slack_channel,
             labels=wiring.labels(responders),
             plan=lambda responder, target, facts: responders[responder].plan(target, facts),
+            # within Slack's per-channel and per-method rate limits
+            pacer=Pacer(per_channel=settings.slack_messages_per_second),
         ),
         people=SlackPeople(client),
         approvers=settings.approvers,
@@ -132,13 +156,38 @@ async def serve(settings: Settings) -> None:
         bolt=None if socket_mode else bolt,
         on_ingest=engine.worker.wakeup.set,
         incidents=engine.incidents,
+        limiter=RateLimiter(lambda: engine.policy.webhook_rate),
+        readiness={  # beside the database and migrations; names are looked up when asked
+            "scheduler": observe.running(
+                "the scheduler or the worker", lambda: scheduler.running and not worker.done()
+            ),
+            **(
+                {"slack": observe.connected("Socket Mode", lambda: _connected(socket_handler))}
+                if socket_mode
+                else {}
+            ),
+        },
     )
+    metrics.install(api, detectors)
     stop = asyncio.Event()
     scheduler = AsyncIOScheduler()
+    quiet_scheduler()
     # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
     scheduler.add_job(engine.worker.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    # Leadership: every replica checks it; singleton jobs are wrapped in only_leader.
     scheduler.add_job(
-        run_deferred_safely,
+        leadership.campaign, "interval", seconds=CHECK_EVERY, id="leadership", max_instances=1
+    )
+    scheduler.add_job(  # events claimed by a replica that died are put back at once
+        leadership.only_leader(leadership.reclaim),
+        "interval",
+        seconds=5,
+        id="reclaim",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(run_deferred_safely),
         "interval",
         seconds=policy.lookups.deferred_interval_seconds,
         id="deferred-lookups",
@@ -147,10 +196,47 @@ async def serve(settings: Settings) -> None:
         coalesce=True,
     )
     scheduler.add_job(  # time-boxed containments whose time has come are undone
-        engine.incidents.expire_due,
+        leadership.only_leader(engine.incidents.expire_due),
         "interval",
         seconds=60,
         id="containment-expiry",
+        max_instances=1,
+        coalesce=True,
+    )
+    # low-score incidents in one digest; approvals reminded, escalated, timed out; users'
+    # unanswered questions (pipeline/digest.py, sla.py, ask.py)
+    scheduler.add_job(
+        leadership.only_leader(
+            lambda: run_digest_safely(engine.db, policy=engine.policy, clock=engine.triage.clock)
+        ),
+        "interval",
+        seconds=policy.digest.interval_minutes * 60,
+        id="digest",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(lambda: run_sla(engine.incidents)),
+        "interval",
+        seconds=15,
+        id="approval-sla",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(lambda: ask.run_timeouts(engine)),
+        "interval",
+        seconds=15,
+        id="ask-timeouts",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(  # raw payloads and enrichment past the policy's days
+        leadership.only_leader(retention.run),
+        "interval",
+        minutes=policy.retention.interval_minutes,
+        id="retention",
+        args=(db, lambda: engine.policy.retention, engine.incidents.now),
         max_instances=1,
         coalesce=True,
     )
@@ -199,6 +285,7 @@ async def serve(settings: Settings) -> None:
         stop.set()
         await worker
         scheduler.shutdown(wait=False)
+        await leadership.stop()
         if socket_handler is not None:
             await socket_handler.close_async()
         await http.aclose()

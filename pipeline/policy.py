@@ -324,6 +324,92 @@ class Allowlist(_Strict):
     _doms = field_validator("domains")(_domains)
 
 
+class RouteRule(_Strict):
+    """Where an incident's card goes: the first rule whose every given condition holds.
+    ``severities``, ``detectors`` (any of the incident's) and ``teams`` (a user's or host's
+    ``team`` or ``department`` fact, case-insensitive) are lists; the score band is
+    ``min_score``..``max_score`` inclusive."""
+
+    channel: str = Field(min_length=1)
+    severities: list[str] = Field(default_factory=list)
+    detectors: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    min_score: int = Field(default=0, ge=0, le=100)
+    max_score: int = Field(default=100, ge=0, le=100)
+
+
+class RoutingPolicy(_Strict):
+    """Channels per severity, detector, score band or team; nothing matching goes to
+    ``default`` (None: the ``FIDO_SLACK_CHANNEL`` setting). The channel is kept with the
+    card, so its updates and thread replies follow it."""
+
+    default: str | None = None
+    rules: list[RouteRule] = Field(default_factory=list)
+
+
+class DigestPolicy(_Strict):
+    """Incidents scoring below ``below`` get no card of their own: they are listed in one
+    digest message every ``interval_minutes`` (to ``channel``, else the default channel).
+    One that later rises to ``below`` gets its card then. An incident asking for approval
+    always gets a card."""
+
+    below: int = Field(default=25, ge=0, le=101)
+    interval_minutes: float = Field(default=60, gt=0)
+    channel: str | None = None
+
+
+class AskUserPolicy(_Strict):
+    """Ask the affected user "was this you?" by direct message for the alerts selected by
+    ``detectors`` or ``titles`` (case-insensitive globs, e.g. ``"*impossible travel*"``;
+    none by default: messaging employees is opted into). The answer is a score signal:
+    ``no_points`` (and the channel is alerted at once), ``yes_points``, and
+    ``no_answer_points`` once ``timeout_minutes`` pass without a click."""
+
+    detectors: list[str] = Field(default_factory=list)
+    titles: list[str] = Field(default_factory=list)
+    no_points: int = Field(default=30, ge=0, le=100)
+    yes_points: int = Field(default=-20, ge=-100, le=0)
+    no_answer_points: int = Field(default=10, ge=-100, le=100)
+    timeout_minutes: float = Field(default=30, gt=0)
+
+
+class ApprovalSla(_Strict):
+    """A pending approval is reminded in the card's thread after ``remind_minutes``
+    (mentioning the action's approver group, else ``group``), escalated after
+    ``escalate_minutes`` to ``escalate_channel`` (else the thread) mentioning
+    ``escalate_group``, and decided by ``on_timeout`` after ``timeout_minutes`` (None:
+    never). ``act_on_timeout`` names the responders that act instead of being denied."""
+
+    remind_minutes: float | None = Field(default=30, gt=0)
+    group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    escalate_minutes: float | None = Field(default=60, gt=0)
+    escalate_channel: str | None = None
+    escalate_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    timeout_minutes: float | None = Field(default=1440, gt=0)
+    on_timeout: Literal["deny", "act"] = "deny"
+    act_on_timeout: list[str] = Field(default_factory=list)
+
+    def default_for(self, responder: str) -> Literal["deny", "act"]:
+        return "act" if responder in self.act_on_timeout else self.on_timeout
+
+
+class RetentionPolicy(_Strict):
+    """Raw alert payloads, enrichment, dead letters and cached lookups older than ``days``
+    are purged every ``interval_minutes`` (``pipeline/retention.py``); incidents, actions and
+    the audit log are kept. ``days: null`` keeps everything."""
+
+    days: int | None = Field(default=90, ge=1)
+    interval_minutes: float = Field(default=60, gt=0)
+
+
+class WebhookRate(_Strict):
+    """How many deliveries each webhook token may make to one replica: ``per_second`` on
+    average, up to ``burst`` at once; past it, ``429`` with ``Retry-After``."""
+
+    per_second: float = Field(gt=0)
+    burst: int | None = Field(default=None, ge=1)  # default: one second's worth (at least 1)
+
+
 class Policy(_Strict):
     detectors: dict[str, DetectorPolicy] = Field(
         default_factory=lambda: {"generic": DetectorPolicy()}
@@ -354,8 +440,16 @@ class Policy(_Strict):
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     allowlist: Allowlist = Field(default_factory=Allowlist)
     suppressions: list[SuppressionRule] = Field(default_factory=list)
+    # deliveries per webhook token and replica (None: unlimited)
+    webhook_rate: WebhookRate | None = None
     # how long a suppression offered after a false-positive close lasts
     suppression_days: int = Field(default=30, ge=1, le=365)
+    # where cards go, which go to the digest, whom to ask, how long approvals may wait
+    routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
+    digest: DigestPolicy = Field(default_factory=DigestPolicy)
+    ask_user: AskUserPolicy = Field(default_factory=AskUserPolicy)
+    approval_sla: ApprovalSla = Field(default_factory=ApprovalSla)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
 
     @field_validator("actions")
     @classmethod

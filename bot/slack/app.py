@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
 from bot.slack import listeners
+from bot.slack.listeners import ask
 from pipeline.engine import Engine
 
 
@@ -17,6 +20,20 @@ def web_client(settings: Settings) -> AsyncWebClient:
     if settings.slack_api_url:
         return AsyncWebClient(token=token, base_url=settings.slack_api_url)
     return AsyncWebClient(token=token)
+
+
+class _TokenInClient(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and, given our client as well, warns that the token
+    "will be unused": the client carries that very token (``web_client``), so it is no
+    warning. Only that message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt.AsyncApp")
+if not any(isinstance(f, _TokenInClient) for f in _BOLT_LOG.filters):
+    _BOLT_LOG.addFilter(_TokenInClient())
 
 
 def build_bolt_app(
@@ -33,4 +50,5 @@ def build_bolt_app(
         request_verification_enabled=settings.slack_app_token is None,
     )
     listeners.register(app, engine, labels or {})
+    ask.register(app, engine)  # the "was this you?" answers
     return app

@@ -138,21 +138,30 @@ async def test_a_provider_can_have_fewer_calls_in_flight(
     """lookups.concurrency (default 32) bounds every enricher; a provider's own
     ``concurrency`` bounds it further."""
     in_flight, peak = [0], [0]
+    gate = asyncio.Event()
 
-    class Slow(ReputationLookup):
+    class Held(ReputationLookup):  # answers only when the test opens the gate
         async def lookup(self, kind: str, value: str) -> dict[str, Any] | None:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-            await asyncio.sleep(0.01)
+            await gate.wait()
             in_flight[0] -= 1
             return {"verdict": "clean"}
 
-    for limit, expected in ((None, 6), (2, 2)):
+    for limit, expected in ((None, len(HASHES)), (2, 2)):
         in_flight[0] = peak[0] = 0
+        gate.clear()
         rules = LookupsPolicy(providers={"test_vt": ProviderPolicy(concurrency=limit)})
-        enricher = wrap(Slow(), db, clock, sleeps, Policy(lookups=rules))
-        await enricher.enrich(obs(hashes=HASHES))
+        enricher = wrap(Held(), db, clock, sleeps, Policy(lookups=rules))
+        lookups = asyncio.create_task(enricher.enrich(obs(hashes=HASHES)))
+        for _ in range(500):  # until as many calls as allowed are waiting at the vendor
+            if in_flight[0] >= expected:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # and no more arrive
         assert peak[0] == expected
+        gate.set()
+        await lookups
         async with db.session() as session:  # forget the answers: the next round calls again
             await session.exec(delete(LookupCache))  # type: ignore[call-overload]
             await session.commit()
