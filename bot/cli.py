@@ -30,7 +30,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings():
     from bot.settings import Settings
 
     try:
@@ -45,7 +45,7 @@ def _logging(level: str, kind: Literal["text", "json"] | None = None) -> None:
     logs.configure(level, kind)  # text, or one JSON object per line (FIDO_LOG_FORMAT=json)
 
 
-def _ready(command: str, *, serve: bool = False, sections: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def _ready(command: str, *, serve: bool = False, sections: tuple[str, ...] = ()):
     """The settings, once every one ``command`` needs is present and valid: otherwise one
     ConfigError naming them all, before any file or database is created."""
     from bot.doctor_settings import check_settings
@@ -352,7 +352,7 @@ def plain_help(command: Any) -> Any:
             option.__class__ = _Option
         return option
 
-    command.get_help_option = help_option  # type: ignore[method-assign]
+    command.get_help_option = help_option
     for sub in getattr(command, "commands", {}).values():
         plain_help(sub)
     return command

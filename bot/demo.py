@@ -32,7 +32,7 @@ from pipeline.lookups.enricher import lookup_enrichers
 from pipeline.models import Action, Event, Incident
 from pipeline.notify import Notifier
 from pipeline.observables import Observables, account_name
-from pipeline.plugins import detectors, enrichers, lookups, responders
+from pipeline.plugins import Context, build_plugin, detectors, enrichers, lookups, responders
 from pipeline.policy import ActionPolicy, Policy
 from pipeline.records import (
     Enrichment,
@@ -200,23 +200,27 @@ async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
         await asyncio.to_thread(database.upgrade, url)
         db = database.Database(url)
         policy = Policy(actions=[ActionPolicy(responder="log_only")], enrichers=[])
-        responder = responders.get("log_only")()
+        context = Context()  # the bundled plugins need no client, secret or directory
+        responder = build_plugin(responders, "log_only", {}, context)
         labels = {"log_only": responder.label}
-        inventory = lookups.get("asset_inventory")(
-            path=str(resources.files("bot") / "samples" / "assets.csv")
+        inventory = build_plugin(
+            lookups,
+            "asset_inventory",
+            {"path": str(resources.files("bot") / "samples" / "assets.csv")},
+            context,
         )
         engine = Engine(
             db=db,
             policy=policy,
             enrichers=[
-                enrichers.get("static_directory")(DIRECTORY),
+                build_plugin(enrichers, "static_directory", {"users": DIRECTORY}, context),
                 *lookup_enrichers([inventory], db=db, policy=policy),
             ],
             responders={"log_only": responder},
             notifier=slack_notifier(slack, labels) if slack is not None else None,
             approvers=[DEMO_APPROVER],
         )
-        detector = detectors.get("generic")()
+        detector = build_plugin(detectors, "generic", {}, context)
         for name, body in samples():
             async with db.session() as session:
                 result = await ingest(session=session, detector=detector, body=body)

@@ -383,9 +383,9 @@ def backtest_text(report: BacktestReport, *, policy_path: str, since: datetime |
         shown = report.changed[:SHOWN_CHANGES]
         lines += ["", f"changed incidents (the first {len(shown)} of {len(report.changed)})"]
         for change in shown:
-            (old_score, new_score), (old, new) = change.score, change.decision
+            (old_score, new_score), (was, now) = change.score, change.decision
             bands = f"{band(old_score).value} → {band(new_score).value}"
-            decisions = f"{old.value if old else NO_DECISION} → {new.value}"
+            decisions = f"{was.value if was else NO_DECISION} → {now.value}"
             lines.append(
                 f"  #{change.incident:<8} score {old_score:>3} → {new_score:<3} "
                 f"{bands:<20} {decisions}"
