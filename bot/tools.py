@@ -118,7 +118,9 @@ async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> st
     """Incident ``incident_id`` with every point of its score, its decision, how it was
     closed, its events and actions (raises InputError when there is no such incident)."""
     from bot.slack.blocks import incident_card
+    from bot.slack.detail_blocks import timeline_blocks
     from bot.slack.text import render_text
+    from pipeline import reads
     from pipeline.errors import InputError
     from pipeline.incidents import IncidentService
     from pipeline.plugins import responders
@@ -136,12 +138,16 @@ async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> st
         record, actions = found
         events = await service.events_of(incident_id)
         in_force = await service.suppressions()
+        moments = await reads.timeline(db, incident_id)
     finally:
         await db.dispose()
     if as_json:
-        return json.dumps(
-            incident_json(record, actions, events), indent=2, ensure_ascii=False, default=str
-        )
+        whole = incident_json(record, actions, events)
+        whole["timeline"] = [
+            {"at": _iso(m.at), "kind": m.moment.value, "actor": m.actor, "what": m.what}
+            for m in moments
+        ]
+        return json.dumps(whole, indent=2, ensure_ascii=False, default=str)
     labels = {
         rule.responder: getattr(responders.get(rule.responder), "label", "")
         for rule in policy.actions
@@ -157,7 +163,7 @@ async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> st
         suppression_days=policy.suppression_days,
         suppression=next((s.key for s in in_force if s.match == like), None),
     )
-    return render_text(blocks)
+    return render_text([*blocks, *timeline_blocks(moments)])
 
 
 def _iso(when: Any) -> str | None:

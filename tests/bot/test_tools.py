@@ -253,6 +253,10 @@ async def test_incident_on_the_command_line(tmp_path: Path) -> None:
         "succeeded",
     )
     assert action["approved_by"] == "UANALYST"
+    kinds = [(m["kind"], m["what"]) for m in shown["timeline"]]  # events, actions and clicks
+    assert ("event", "Odd login <again>") in kinds
+    assert any(kind == "action" for kind, _ in kinds)
+    assert any(kind == "click" and "close" in what for kind, what in kinds), kinds
 
     text = fido("incident", "#1", cwd=tmp_path, FIDO_DATABASE_URL=url)
     assert text.returncode == 2  # not a number: typer's usage error
@@ -265,6 +269,7 @@ async def test_incident_on_the_command_line(tmp_path: Path) -> None:
     assert "*Timeline* · 2 events" in out and "🔴 Odd login <again>" in out
     assert "✅ Closed as true positive by @UANALYST · " in out and " · contained" in out
     assert "run test_lock on* `alice` · *succeeded* · approved by @UANALYST" in out
+    assert "actions, clicks and decisions" in out  # the whole timeline follows the card
 
     missing = fido("incident", "99", cwd=tmp_path, FIDO_DATABASE_URL=url)
     assert missing.returncode == 1
