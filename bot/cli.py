@@ -255,7 +255,7 @@ def dead_letters_retry(
     from bot import tools
 
     settings = _ready("dead-letters retry", sections=("detectors",))
-    lines = asyncio.run(tools.retry_dead_letters(settings, ids or None))
+    lines = asyncio.run(tools.retry_dead_letters(settings, ids or None, progress=sys.stderr))
     typer.echo("\n".join(lines) if lines else "no dead letters to retry")
     if any(" failed: " in line for line in lines):
         raise typer.Exit(1)

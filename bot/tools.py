@@ -255,7 +255,10 @@ async def list_dead_letters(settings: Settings, *, all_: bool) -> list[str]:
     return [describe(letter) for letter in letters]
 
 
-async def retry_dead_letters(settings: Settings, ids: list[int] | None) -> list[str]:
+async def retry_dead_letters(
+    settings: Settings, ids: list[int] | None, *, progress: TextIO | None = None
+) -> list[str]:
+    """Parse dead letters again; a progress bar goes to ``progress`` when it is a terminal."""
     await _upgrade(settings)
     policy = load_policy(settings.config)
     wiring = Wiring(settings, policy)
@@ -263,7 +266,8 @@ async def retry_dead_letters(settings: Settings, ids: list[int] | None) -> list[
     parsers = {name: wiring.detector(name) for name in names}
     db = database.Database(settings.database_url)
     try:
-        outcomes = await deadletters.retry(db, detectors=parsers, ids=ids)
+        with Progress("retrying dead letters", progress) as bar:
+            outcomes = await deadletters.retry(db, detectors=parsers, ids=ids, progress=bar)
     finally:
         await db.dispose()
     return [f"{o.id:>6}  {'parsed' if o.ok else 'failed'}: {o.message}" for o in outcomes]
@@ -397,3 +401,32 @@ def backtest_text(report: BacktestReport, *, policy_path: str, since: datetime |
                 f"{bands:<20} {decisions}"
             )
     return "\n".join(lines)
+
+
+class Progress:
+    """A progress bar on ``file`` when it is a terminal, fed ``(done, total)``; nothing
+    otherwise (a pipe or a log gets only the result)."""
+
+    def __init__(self, label: str, file: TextIO | None) -> None:
+        self.label = label
+        self.file = file if file is not None and file.isatty() else None
+        self._bar: Any = None
+        self._shown = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.file is None:
+            return
+        if self._bar is None:
+            import typer
+
+            self._bar = typer.progressbar(length=total, label=self.label, file=self.file)
+            self._bar.__enter__()
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -7,7 +7,7 @@ and keeps the body here; after a parser fix, ``fido dead-letters retry`` parses 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlmodel import col, select
@@ -54,14 +54,20 @@ class RetryOutcome:
 
 
 async def retry(
-    db: Database, *, detectors: Mapping[str, Detector], ids: Sequence[int] | None = None
+    db: Database,
+    *,
+    detectors: Mapping[str, Detector],
+    ids: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[RetryOutcome]:
-    """Parse pending dead letters again; each success stores its events and is resolved."""
+    """Parse pending dead letters again; each success stores its events and is resolved.
+    ``progress(done, total)`` is called before the first and after each one."""
     outcomes: list[RetryOutcome] = []
-    for letter in await listing(db):
+    letters = [letter for letter in await listing(db) if ids is None or letter.id in ids]
+    if progress is not None:
+        progress(0, len(letters))
+    for letter in letters:
         assert letter.id is not None
-        if ids is not None and letter.id not in ids:
-            continue
         detector = detectors.get(letter.detector)
         async with db.session() as session:
             fresh = await session.get(DeadLetter, letter.id)
@@ -88,4 +94,6 @@ async def retry(
             session.add(fresh)
             await session.commit()
         outcomes.append(RetryOutcome(letter.id, ok, message))
+        if progress is not None:
+            progress(len(outcomes), len(letters))
     return outcomes

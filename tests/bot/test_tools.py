@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from bot import tools
 from bot.server import build_http_app
 from bot.settings import ENV_NAMES
 from integrations.detectors.generic import GenericDetector
@@ -274,3 +276,38 @@ async def test_incident_on_the_command_line(tmp_path: Path) -> None:
     missing = fido("incident", "99", cwd=tmp_path, FIDO_DATABASE_URL=url)
     assert missing.returncode == 1
     assert missing.stderr.decode().strip() == "fido: there is no incident 99"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_retrying_dead_letters_reports_progress_on_a_terminal_only(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fido.db'}"
+    database.upgrade(url)
+    db = database.Database(url)
+    try:
+        async with db.session() as session:
+            for n in range(3):
+                deadletters.keep(session, detector="generic", body=b"{}", error=f"bad {n}")
+            await session.commit()
+        seen: list[tuple[int, int]] = []
+        outcomes = await deadletters.retry(
+            db, detectors={"generic": GenericDetector()}, progress=lambda *p: seen.append(p)
+        )
+    finally:
+        await db.dispose()
+    assert len(outcomes) == 3 and seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    shown = Terminal()
+    with tools.Progress("retrying dead letters", shown) as bar:
+        for done in range(4):
+            bar(done, 3)
+    assert "retrying dead letters" in shown.getvalue() and "100%" in shown.getvalue()
+    piped = io.StringIO()  # a pipe or a log: only the result, no bar
+    with tools.Progress("retrying dead letters", piped) as bar:
+        bar(0, 3)
+        bar(3, 3)
+    assert piped.getvalue() == ""
