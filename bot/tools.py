@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -291,7 +292,8 @@ async def _upgrade(settings: Settings, *, create: bool = False) -> None:
                 f"no database at {path}: fido serve (or fido db upgrade) creates it; "
                 "set FIDO_DATABASE_URL if it is elsewhere"
             )
-    await asyncio.to_thread(database.upgrade, url)
+    with Progress("migrating the database", sys.stderr) as bar:
+        await asyncio.to_thread(database.upgrade, url, progress=bar)
 
 
 # -- fido backtest ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -145,9 +145,12 @@ def _unlock_migrations(connection: Any) -> None:
         pass
 
 
-def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(
+    url: str, revision: str = "head", *, progress: Callable[[int, int], None] | None = None
+) -> tuple[str | None, str | None]:
     """Bring the schema to ``revision`` with Alembic (synchronous), under the migration
-    lock on PostgreSQL. Returns the revisions before and after; logs one line."""
+    lock on PostgreSQL. Returns the revisions before and after; logs one line.
+    ``progress(done, total)`` hears of each migration applied (none: nothing to do)."""
     _quiet_alembic()  # before the import: Alembic logs as its plugins load
     from alembic import command
     from alembic.config import Config
@@ -167,6 +170,8 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
                 before = MigrationContext.configure(connection).get_current_revision()
                 connection.commit()
                 config.attributes["connection"] = connection
+                if progress is not None:
+                    _report_steps(config, before, revision, progress)
                 command.upgrade(config, revision)
                 after = MigrationContext.configure(connection).get_current_revision()
                 connection.commit()
@@ -185,6 +190,25 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
     else:
         log.info("database migrated from revision %s to %s", before or "(empty)", after)
     return before, after
+
+
+def _report_steps(
+    config: Any, before: str | None, revision: str, progress: Callable[[int, int], None]
+) -> None:
+    """Have each migration Alembic applies reported to ``progress`` (done, total)."""
+    from alembic.script import ScriptDirectory
+
+    steps = list(ScriptDirectory.from_config(config).iterate_revisions(revision, before))
+    if not steps:
+        return
+    done = [0]
+    progress(0, len(steps))
+
+    def applied(**_: Any) -> None:
+        done[0] += 1
+        progress(done[0], len(steps))
+
+    config.attributes["on_version_apply"] = applied
 
 
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")

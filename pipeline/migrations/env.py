@@ -12,10 +12,12 @@ config = context.config
 
 
 def run_migrations(connection: Connection) -> None:
+    on_apply = config.attributes.get("on_version_apply")  # pipeline.db's progress report
     context.configure(
         connection=connection,
         target_metadata=SQLModel.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        on_version_apply=on_apply,
     )
     with context.begin_transaction():
         context.run_migrations()

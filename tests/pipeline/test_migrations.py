@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,3 +283,15 @@ def test_a_failing_migration_reports_its_own_error_and_releases_the_lock(
         connection.exec_driver_sql("DROP TABLE event")
     engine.dispose()
     assert upgrade(database_url) == (None, REVISIONS[-1])  # not waiting on a lock left held
+
+
+def test_upgrade_reports_each_migration_it_applies(tmp_path: Path) -> None:
+    """What a progress bar on a long migration is fed: (done, total), nothing when current."""
+    url = f"sqlite:///{tmp_path / 'progress.db'}"
+    seen: list[tuple[int, int]] = []
+    upgrade(url, progress=lambda done, total: seen.append((done, total)))
+    total = seen[0][1]
+    assert total >= 11 and seen == [(n, total) for n in range(total + 1)]
+    seen.clear()
+    upgrade(url, progress=lambda done, total: seen.append((done, total)))
+    assert seen == []  # already at head: no bar
