@@ -60,7 +60,7 @@ class DetectorPolicy(_Strict):
 class SourcePolicy(_Strict):
     """A detector Fido fetches from: API poll, SQL table, log file or mailbox."""
 
-    type: str  # a registered source: crowdstrike_api, sentinelone_api, sql, logfile, imap
+    type: str  # a registered source: crowdstrike_api, sentinelone_api, defender_xdr_api, …
     detector: str  # the detector that parses what it fetches
     interval_seconds: float = Field(default=60, gt=0)
     enabled: bool = True
