@@ -128,7 +128,7 @@ def test_a_sources_detector_is_built_with_its_policy_options(tmp_path: Path) -> 
         ),
         (
             {"sources": {"x": {"type": "nosuch", "detector": "generic"}}},
-            r"^unknown source 'nosuch' \(known: crowdstrike_api, imap, logfile, ",
+            r"^unknown source 'nosuch' \(known: crowdstrike_api, defender_xdr_api, imap, logfile, ",
         ),
         (
             {"detectors": {"clamav": {"options": {"severity": "scary"}}}},

@@ -457,7 +457,8 @@ async def test_real_server_guard_as_gate_with_client_auth() -> None:
             jdoe = server.start_client("gate-jdoe")
             alice = server.start_client("gate-alice")
             await until(lambda: alice.connections == 1, "alice was not admitted", timeout=15)
-            await until(lambda: guard.denied >= 2, "jdoe was not denied twice", timeout=15)
+            # the client retries every few seconds, slower on a busy machine
+            await until(lambda: guard.denied >= 2, "jdoe was not denied twice", timeout=40)
             assert jdoe.running and jdoe.attempts >= 2 and jdoe.connections == 0
         finally:
             await guard.stop()
