@@ -191,6 +191,8 @@ async def test_webhook_deliveries_and_the_queue(
 async def test_pipeline_lookups_outbox_and_actions_move_the_metrics(
     client: httpx.AsyncClient, engine: Engine, fake_slack: FakeSlack, clock: Clock
 ) -> None:
+    if clock.now.second >= 50:  # keep the test's few seconds inside one quota minute
+        clock.advance(61 - clock.now.second)
     fake_slack.fail_next("chat.postMessage", status=429, headers={"Retry-After": "1"})
     first = alert("p1", severity="critical", user="alice", hash=SHA_KNOWN)
     assert (await client.post("/webhooks/generic", content=first, headers=AUTH)).status_code == 202
