@@ -168,6 +168,26 @@ class EntraPoller:
 
     # -- what a subclass states ------------------------------------------------------------
 
+    @staticmethod
+    def app_arguments(
+        options: EntraAppOptions, context: Context, *, api_url: str
+    ) -> dict[str, Any]:
+        """What every Entra-authenticated poller is built with, from its options."""
+        return {
+            "name": context.name,
+            "detector": context.source_detector().name,
+            "http": context.http,
+            "api_url": api_url,
+            "tenant_id": options.tenant_id,
+            "client_id": options.client_id,
+            "client_secret": SecretStr(context.secret(options.client_secret_env)),
+            "client_secret_env": options.client_secret_env,
+            "scope": f"{api_url.rstrip('/')}/.default",
+            "login_url": options.login_url,
+            "page_size": options.page_size,
+            "initial_lookback_hours": options.initial_lookback_hours,
+        }
+
     def first_url(self) -> str:
         raise NotImplementedError
 
@@ -321,20 +341,7 @@ class DefenderXDRAlertsSource(EntraPoller):
 
     @classmethod
     def build(cls, options: DefenderOptions, context: Context) -> DefenderXDRAlertsSource:
-        return cls(
-            context.name,
-            context.source_detector().name,
-            http=context.http,
-            api_url=options.graph_url,
-            tenant_id=options.tenant_id,
-            client_id=options.client_id,
-            client_secret=SecretStr(context.secret(options.client_secret_env)),
-            client_secret_env=options.client_secret_env,
-            scope=f"{options.graph_url.rstrip('/')}/.default",
-            login_url=options.login_url,
-            page_size=options.page_size,
-            initial_lookback_hours=options.initial_lookback_hours,
-        )
+        return cls(**cls.app_arguments(options, context, api_url=options.graph_url))
 
     def first_url(self) -> str:
         return self.api_url + ALERTS_PATH

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field
 
 from integrations.sources.defender_xdr import GUID, EntraAppOptions, EntraPoller
 from integrations.sources.http_retry import ApiBaseUrl
@@ -97,18 +97,7 @@ class SentinelIncidentsSource(EntraPoller):
     @classmethod
     def build(cls, options: SentinelOptions, context: Context) -> SentinelIncidentsSource:
         return cls(
-            context.name,
-            context.source_detector().name,
-            http=context.http,
-            api_url=options.management_url,
-            tenant_id=options.tenant_id,
-            client_id=options.client_id,
-            client_secret=SecretStr(context.secret(options.client_secret_env)),
-            client_secret_env=options.client_secret_env,
-            scope=f"{options.management_url.rstrip('/')}/.default",
-            login_url=options.login_url,
-            page_size=options.page_size,
-            initial_lookback_hours=options.initial_lookback_hours,
+            **cls.app_arguments(options, context, api_url=options.management_url),
             workspace_path=(
                 f"/subscriptions/{options.subscription_id}/resourceGroups/"
                 f"{options.resource_group}/providers/Microsoft.OperationalInsights/"
