@@ -198,6 +198,12 @@ async def test_ready_events_are_triaged_together_and_one_bad_event_fails_alone(
     mocker.patch.object(pool.triage, "_attach_all", spy)
     mocker.patch.object(worker_module, "FINISH_BATCH", 5)
     assert await pool.worker.drain() >= 13  # the bad one is tried again a few times
+    for _ in range(10):  # a retry whose claim raced the drain's last look: drain again
+        async with db.session() as session:
+            left = (await session.exec(select(Event).where(Event.status == "pending"))).all()
+        if not left:
+            break
+        await pool.worker.drain()
     assert 1 < max(batches) <= 5  # ready events went together, a few at a time…
     async with db.session() as session:
         events = (await session.exec(select(Event).order_by(col(Event.id)))).all()
