@@ -134,7 +134,9 @@ def parse(
 
     body = sys.stdin.buffer.read() if file == "-" else _read(file)
     try:
-        typer.echo(tools.parse(_settings(), detector, body))
+        with tools.Progress("parsing", sys.stderr) as bar:
+            parsed = tools.parse(_settings(), detector, body, progress=bar)
+        typer.echo(parsed)
     except ParseError as exc:
         reason = str(exc).removeprefix(f"{detector}: ")
         typer.echo(f"fido: {detector}: {reason}".replace("\n", " "), err=True)

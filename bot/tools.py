@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,7 +18,7 @@ from pipeline.backtest import BacktestReport
 from pipeline.decide import Targets
 from pipeline.errors import InputError
 from pipeline.models import DeadLetter, Decision
-from pipeline.plugins import ParsedEvent
+from pipeline.plugins import ParsedEvent, parse_progress
 from pipeline.policy import Policy, load_policy
 
 
@@ -35,11 +36,27 @@ def event_json(detector: str, event: ParsedEvent) -> dict[str, Any]:
     }
 
 
-def parse(settings: Settings, detector: str, body: bytes) -> str:
-    """Parse ``body`` as ``detector`` would, with the policy's options; raises ParseError."""
+PROGRESS_FROM = 1_000  # records: a smaller delivery parses too fast for a progress bar
+
+
+def parse(
+    settings: Settings,
+    detector: str,
+    body: bytes,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> str:
+    """Parse ``body`` as ``detector`` would, with the policy's options; raises ParseError.
+    ``progress`` is fed (records read, records in all) while a large delivery is read."""
     wiring = Wiring(settings, load_policy(settings.config))
     parser = wiring.detector(detector)
-    events = parser.parse(body)
+
+    def report(done: int, total: int) -> None:
+        if progress is not None and total >= PROGRESS_FROM:
+            progress(done, total)
+
+    with parse_progress(report):
+        events = parser.parse(body)
     return json.dumps([event_json(detector, e) for e in events], indent=2, ensure_ascii=False)
 
 

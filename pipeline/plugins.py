@@ -26,7 +26,9 @@ plugin alike (``build_plugin``); the pipeline only sees the instance protocols b
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -74,6 +76,37 @@ class Delivery(list[ParsedEvent]):
     ) -> None:
         super().__init__(events)
         self.skipped: dict[str, int] = dict(skipped or {})
+
+
+_parse_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar(
+    "fido_parse_progress", default=None
+)
+
+
+@contextmanager
+def parse_progress(report: Callable[[int, int], None]) -> Iterator[None]:
+    """While inside, detectors report ``(records read, records in all)`` of the delivery
+    they parse to ``report`` (``fido parse`` of a large file shows a progress bar)."""
+    token = _parse_progress.set(report)
+    try:
+        yield
+    finally:
+        _parse_progress.reset(token)
+
+
+def counted(records: Sequence[T]) -> Iterator[T]:
+    """``records`` one by one, as a detector reads them: reported to the progress of the
+    parse under way, if any, about every hundredth record."""
+    report = _parse_progress.get()
+    if report is None:
+        yield from records
+        return
+    total, step = len(records), max(1, len(records) // 100)
+    for index, record in enumerate(records):
+        if index % step == 0:
+            report(index, total)
+        yield record
+    report(total, total)
 
 
 @runtime_checkable

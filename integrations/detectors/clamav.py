@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from integrations.detectors.common import ObservableBuilder, SeverityName, fingerprint, log_lines
 from integrations.detectors.network import TimeZoneName, syslog_time, zone
 from pipeline.errors import ParseError
-from pipeline.plugins import DetectorBase, ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, counted, detectors
 
 _CLAMD_TIME = r"(?P<clamd_time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d \d{4}) -> "
 _SYSLOG = (
@@ -67,7 +67,7 @@ class ClamAVDetector(DetectorBase):
         self.zone = zone(timezone)
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
-        events = [event for line in log_lines(body) if (event := self.parse_line(line))]
+        events = [event for line in counted(log_lines(body)) if (event := self.parse_line(line))]
         if not events:
             raise ParseError("clamav: the delivery holds no detection (no '… FOUND' line)")
         return events

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 from pipeline.errors import ParseError
 from pipeline.observables import Observables, hash_type
-from pipeline.plugins import Delivery, DetectorBase, ParsedEvent
+from pipeline.plugins import Delivery, DetectorBase, ParsedEvent, counted
 
 # A detector option naming one of Fido's severities.
 SeverityName = Literal["informational", "low", "medium", "high", "critical"]
@@ -349,7 +349,7 @@ class JSONDetector(DetectorBase):
         if not records:
             raise ParseError(f"{self.name}: the delivery holds no alerts")
         events = Delivery()
-        for index, record in enumerate(records):
+        for index, record in enumerate(counted(records)):
             where = f"alert {index}: " if len(records) > 1 else ""
             if not isinstance(record, Mapping):
                 raise ParseError(f"{self.name}: alert {index} is not a JSON object")

@@ -36,7 +36,7 @@ from integrations.detectors.common import (
 )
 from integrations.detectors.network import TimeZoneName, syslog_time, zone
 from pipeline.errors import ParseError
-from pipeline.plugins import DetectorBase, ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, counted, detectors
 
 _BAN = re.compile(
     r"fail2ban\.\w+\s*(?:\[\d+\])?:\s*(?:[A-Z]+\s+)?"
@@ -74,7 +74,7 @@ class Fail2banDetector(DetectorBase):
     def parse(self, body: bytes) -> list[ParsedEvent]:
         if body.lstrip()[:1] in (b"{", b"["):
             return self._parse_json(body)
-        events = [event for line in log_lines(body) if (event := self.parse_line(line))]
+        events = [event for line in counted(log_lines(body)) if (event := self.parse_line(line))]
         if not events:
             raise ParseError("fail2ban: the delivery holds no ban")
         return events
@@ -105,7 +105,7 @@ class Fail2banDetector(DetectorBase):
         if not records:
             raise ParseError("fail2ban: the delivery holds no ban")
         events = []
-        for index, record in enumerate(records):
+        for index, record in enumerate(counted(records)):
             where = f"alert {index}: " if len(records) > 1 else ""
             if not isinstance(record, Mapping):
                 raise ParseError(f"fail2ban: {where}not a JSON object")

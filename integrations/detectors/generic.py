@@ -33,7 +33,7 @@ from integrations.detectors.common import (
 from pipeline.errors import ParseError
 from pipeline.models import Severity
 from pipeline.observables import Observables, control_character
-from pipeline.plugins import DetectorBase, ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, counted, detectors
 
 FIELDS = (
     "id",
@@ -156,7 +156,7 @@ class GenericDetector(DetectorBase):
             raise ParseError("expected a JSON object (or a non-empty array of objects)")
         if not all(isinstance(item, dict) for item in items):
             raise ParseError("expected JSON objects; a JSON array must hold alert objects only")
-        return [self.parse_one(item, raw=raw_json(item)) for item in items]
+        return [self.parse_one(item, raw=raw_json(item)) for item in counted(items)]
 
     def _get(self, item: Mapping[str, Any], field: str) -> Any:
         return _lookup(item, self.field_map.get(field, field))

@@ -48,7 +48,7 @@ from integrations.detectors.network import (
     zone,
 )
 from pipeline.errors import ParseError
-from pipeline.plugins import DetectorBase, ParsedEvent, detectors
+from pipeline.plugins import DetectorBase, ParsedEvent, counted, detectors
 
 # places in the THREAT format (PAN-OS syslog field descriptions)
 RECEIVE_TIME, SERIAL, TYPE, SUBTYPE, GENERATED_TIME = 1, 2, 3, 4, 6
@@ -97,7 +97,7 @@ class PanOSDetector(DetectorBase):
 
     def parse(self, body: bytes) -> list[ParsedEvent]:
         events = []
-        for number, line in enumerate(log_lines(body), 1):
+        for number, line in enumerate(counted(log_lines(body)), 1):
             try:
                 event = self.parse_line(line) or key_values.parse_line(line, self._time)
             except ParseError as exc:

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from bot import tools
 from bot.server import build_http_app
-from bot.settings import ENV_NAMES
+from bot.settings import ENV_NAMES, Settings
 from integrations.detectors.generic import GenericDetector
 from pipeline import db as database
 from pipeline import deadletters
@@ -311,3 +312,47 @@ async def test_retrying_dead_letters_reports_progress_on_a_terminal_only(
         bar(0, 3)
         bar(3, 3)
     assert piped.getvalue() == ""
+
+
+LARGE = 2_500  # records: over tools.PROGRESS_FROM
+
+
+@pytest.mark.parametrize(
+    ("detector", "line"),
+    [
+        ("generic", '{{"id": "{n}", "title": "t{n}"}}'),
+        ("suricata", '{{"event_type": "alert", "flow_id": {n}, "alert": {{"signature": "s"}}}}'),
+        ("fail2ban", "2026-11-28 01:02:03,456 fail2ban.actions [1]: NOTICE [sshd] Ban 192.0.2.{m}"),
+        ("clamav", "Sat Nov 28 01:02:03 2026 -> /tmp/x{n}: Eicar-Test FOUND"),
+    ],
+)
+def test_parsing_a_large_file_reports_progress(detector: str, line: str) -> None:
+    """JSON and log-line detectors alike report every hundredth record of a large file,
+    from the first to the last; a small file is too quick for a bar."""
+    body = "\n".join(line.format(n=n, m=n % 250) for n in range(LARGE)).encode()
+    seen: list[tuple[int, int]] = []
+    parsed = json.loads(
+        tools.parse(Settings(_env_file=None), detector, body, progress=lambda *p: seen.append(p))
+    )  # type: ignore[call-arg]
+    assert len(parsed) == LARGE
+    assert seen[0] == (0, LARGE) and seen[-1] == (LARGE, LARGE)
+    assert 100 <= len(seen) <= 102 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    small: list[tuple[int, int]] = []
+    tools.parse(
+        Settings(_env_file=None),
+        detector,
+        b"\n".join(body.splitlines()[:5]),
+        progress=lambda *p: small.append(p),
+    )  # type: ignore[call-arg]
+    assert small == []
+
+
+def test_parse_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    body = "\n".join(f'{{"id": "{n}", "title": "t"}}' for n in range(LARGE)).encode()
+    shown = Terminal()
+    with tools.Progress("parsing", shown) as bar:
+        tools.parse(Settings(_env_file=None), "generic", body, progress=bar)  # type: ignore[call-arg]
+    assert "parsing" in shown.getvalue() and "100%" in shown.getvalue()
+    piped = fido("parse", "generic", "-", cwd=tmp_path, stdin=body)
+    assert piped.returncode == 0 and piped.stderr == b""
+    assert len(json.loads(piped.stdout)) == LARGE
