@@ -165,6 +165,8 @@ def describe(
         for value in observables.of(kind):
             verdicts = _verdicts(enrichment, Observables.key(kind, value))
             lines.append(f"   {kind} {value} — {verdicts}")
+    if observables.observers:
+        lines.append(f"   seen by {', '.join(observables.observers)}")
     lines += [
         "   score breakdown:",
         *(

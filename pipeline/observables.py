@@ -142,6 +142,11 @@ class Observables(BaseModel):
     ``ips`` holds every IP; ``src_ips`` and ``dst_ips`` say which were the source or the
     destination. ``hash_types`` labels each hash (md5, sha1, sha256). ``processes`` and
     ``files`` carry process and file names where the detector gives them.
+
+    ``observers`` names the devices that saw or reported the alert rather than took part
+    in it: an IDS sensor, a firewall, a SIEM's manager. They are shown and kept, but are
+    no kind: never looked up, never a correlation or suppression key — every alert a
+    sensor raises would share its name, and incidents join on a shared host.
     """
 
     users: list[str] = Field(default_factory=list)
@@ -154,6 +159,7 @@ class Observables(BaseModel):
     dst_ips: list[str] = Field(default_factory=list)
     processes: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)
+    observers: list[str] = Field(default_factory=list)
     hash_types: dict[str, str] = Field(default_factory=dict)
 
     @field_validator(
@@ -167,6 +173,7 @@ class Observables(BaseModel):
         "dst_ips",
         "processes",
         "files",
+        "observers",
         mode="after",
     )
     @classmethod
@@ -206,6 +213,7 @@ class Observables(BaseModel):
             "dst_ips",
             "processes",
             "files",
+            "observers",
         )
         return Observables(**{f: getattr(self, f) + getattr(other, f) for f in lists})
 

@@ -89,6 +89,7 @@ DECISION_TEXT: dict[str, str] = {
 OBSERVABLE_KINDS = (
     ("users", "Users"), ("hosts", "Hosts"), ("ips", "IPs"),
     ("hashes", "Hashes"), ("domains", "Domains"), ("urls", "URLs"),
+    ("observers", "Seen by"),
 )  # fmt: skip
 
 

@@ -208,9 +208,12 @@ class ObservableBuilder:
         if address is None:
             return
         try:
-            address = str(ipaddress.ip_address(address.strip("[]")))
+            parsed = ipaddress.ip_address(address.strip("[]"))
         except ValueError:
             return
+        if parsed.is_unspecified:  # 0.0.0.0 or ::, "no address" (e.g. no NAT)
+            return
+        address = str(parsed)
         field = {"src": "src_ips", "dst": "dst_ips"}.get(role or "", "ips")
         self._add(field, address)
 
@@ -233,6 +236,11 @@ class ObservableBuilder:
 
     def file(self, value: Any) -> None:
         self._add("files", text(value))
+
+    def observer(self, value: Any) -> None:
+        """The device that saw or reported the alert (a sensor, a firewall): kept and
+        shown, never a correlation key (see :class:`Observables`)."""
+        self._add("observers", text(value))
 
     def build(self) -> Observables:
         return Observables.model_validate(self.values)

@@ -123,7 +123,7 @@ def ecs_observables(record: Mapping[str, Any]) -> Observables:
         found.user(account(field(record, f"{prefix}.name"), field(record, f"{prefix}.domain")))
         found.user(field(record, f"{prefix}.email"))
     found.host(field(record, "host.name") or field(record, "host.hostname"))
-    found.host(field(record, "observer.hostname") or field(record, "observer.name"))
+    found.observer(field(record, "observer.hostname") or field(record, "observer.name"))
     add_ips(found, field(record, "host.ip"))
     for prefix, role in (("source", "src"), ("client", "src"), ("destination", "dst")):
         add_ips(found, field(record, f"{prefix}.ip"), role)

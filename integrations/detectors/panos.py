@@ -61,7 +61,7 @@ SOURCE, DESTINATION, NAT_SOURCE, NAT_DESTINATION, SOURCE_USER, DESTINATION_USER 
     13,
 )
 MISC, THREAT_ID, CATEGORY, SEVERITY, SEQUENCE = 31, 32, 33, 34, 36
-FILE_DIGEST, XFF, RECIPIENT, XFF_ADDRESS = 43, 48, 52, 79
+FILE_DIGEST, XFF, RECIPIENT, DEVICE_NAME, XFF_ADDRESS = 43, 48, 52, 59, 79
 SOURCE_HOSTNAME, DESTINATION_HOSTNAME, HIGH_RESOLUTION_TIME = 86, 94, 107
 MINIMUM_FIELDS = SEVERITY + 1
 
@@ -135,6 +135,12 @@ class PanOSDetector(DetectorBase):
         found = ObservableBuilder()
         found.ip(field(SOURCE), "src")
         found.ip(field(DESTINATION), "dst")
+        found.observer(field(DEVICE_NAME))  # the firewall that logged it
+        # NAT addresses are 0.0.0.0 when the session was not translated. The translated
+        # destination is the server behind the firewall, a party; the translated source
+        # is the firewall's own address, shared by every session it carries: an observer
+        found.ip(field(NAT_DESTINATION), "dst")
+        found.observer(key_values.translated(field(NAT_SOURCE)))
         found.ip(field(XFF), "src")
         found.ip(field(XFF_ADDRESS), "src")
         found.user(field(SOURCE_USER))

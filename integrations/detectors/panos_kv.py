@@ -19,6 +19,7 @@ observables: one egress address or one firewall would join every incident.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -68,6 +69,9 @@ def parse_line(
     found = ObservableBuilder()
     found.ip(value("src"), "src")
     found.ip(value("dst"), "dst")
+    found.observer(value("dvchost", "DeviceName"))  # the firewall that logged it
+    found.ip(value("destinationTranslatedAddress", "dstPostNAT"), "dst")  # as in the CSV
+    found.observer(translated(value("sourceTranslatedAddress", "srcPostNAT")))
     found.user(value("suser", "SrcUser", "usrName"))
     found.user(value("duser", "DstUser"))
     found.host(value("shost", "SrcHostname"))
@@ -87,6 +91,15 @@ def parse_line(
         observables=found.build(),
         raw=line,
     )
+
+
+def translated(value: str | None) -> str | None:
+    """A NAT address as logged: None for 0.0.0.0 or :: (not translated) or no address."""
+    try:
+        address = ipaddress.ip_address(value or "")
+    except ValueError:
+        return None
+    return None if address.is_unspecified else str(address)
 
 
 def _unescape(value: str) -> str:

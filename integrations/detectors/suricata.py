@@ -23,8 +23,9 @@ informational. The id joins ``flow_id``, the signature id and the timestamp, so 
 alert shipped twice is one event. The application-layer metadata of the alert gives the
 domains (``http.hostname``, ``tls.sni``, DNS query names, in the EVE formats of
 Suricata 6, 7 and 8), the URL, the files' names and hashes, the accounts SMB (NTLMSSP),
-RDP and Kerberos sessions name. The sensor's own name (``host``) is not an observable:
-every alert it raises would share it, and incidents join on a shared host.
+RDP and Kerberos sessions name. The sensor's own name (``host``, its ``sensor-name``) is
+kept as the alert's observer, shown but never a host: every alert it raises would share
+it, and incidents join on a shared host.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class SuricataDetector(JSONDetector):
                 found.file(item.get("filename"))
                 for kind in ("md5", "sha1", "sha256"):
                     found.hash(item.get(kind))
+        found.observer(record.get("host"))  # the sensor (its sensor-name), not a party
         return found.build()
 
 

@@ -106,6 +106,9 @@ def observables(alert: Mapping[str, Any]) -> Observables:
     if text(agent.get("id")) != "000":  # 000 is the manager itself
         found.host(agent.get("name"))
         found.ip(agent.get("ip"))
+    else:
+        found.observer(agent.get("name"))
+    found.observer(field(alert, "manager.name"))  # the Wazuh manager that raised it
     found.host(field(alert, "predecoder.hostname"))
     data = mapping(alert.get("data"))
     for key in ("srcuser", "dstuser", "user", "src_user", "dst_user", "username"):

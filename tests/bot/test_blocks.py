@@ -154,7 +154,10 @@ def test_card_shows_score_observables_facts_and_decision() -> None:
     assert "+10 user alice is a real account in Active Directory" in text
     assert "more: `/fido incident 3`" not in text  # two lines: nothing hidden
     assert "*Users:* `alice`" in text and "*IPs:* `203.0.113.9`" in text
-    assert "Hashes" not in text  # empty kinds are left out
+    assert "Hashes" not in text and "Seen by" not in text  # empty kinds are left out
+    seen = make_incident()
+    seen.observables["observers"] = ["ids-sensor-01"]
+    assert "*Seen by:* `ids-sensor-01`" in "\n".join(mrkdwn_texts(card(seen)))
     for fact in ("Alice Example", "Accountant", "Finance", "Bob Boss", "alice@example.com"):
         assert fact in text
     assert "*Groups:* Domain Users, Finance, VPN" in text

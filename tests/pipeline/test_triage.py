@@ -19,7 +19,7 @@ from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.errors import InputError, NotAuthorized
 from pipeline.ingest import ingest
-from pipeline.models import CloseVerdict, Event, Incident, SuppressionHit
+from pipeline.models import CloseVerdict, Event, Incident, IncidentKey, SuppressionHit
 from pipeline.notify import NullNotifier
 from pipeline.plugins import Detector
 from pipeline.policy import (
@@ -127,6 +127,21 @@ async def test_a_shared_private_address_alone_does_not_join(db: Database) -> Non
     await send(db, engine, id="h1", title="a", host="pc-7", src_ip="10.9.8.7")
     await send(db, engine, id="h2", title="b", host="PC-7", src_ip="10.9.8.7")
     assert [i.event_count for i in await incidents(db)] == [1, 1, 2]
+
+
+async def test_the_sensor_that_saw_alerts_never_joins_them(db: Database) -> None:
+    """Every alert of one Suricata sensor names it (``host``): it is kept on the incident as
+    its observer, but joins nothing and is never looked up."""
+    engine = make(db, Clock())
+    for sid, src in ((1, "198.51.100.23"), (2, "203.0.113.9")):
+        await send(db, engine, SuricataDetector(), host="ids-sensor-01", **eve(src, sid))
+    first, second = await incidents(db)
+    assert (first.event_count, second.event_count) == (1, 1)
+    assert first.observables["observers"] == ["ids-sensor-01"]
+    assert "ids-sensor-01" not in json.dumps(first.enrichment)
+    async with db.session() as session:
+        keys = (await session.exec(select(IncidentKey.key))).all()
+    assert keys and not any("ids-sensor-01" in key for key in keys)
 
 
 async def test_policy_internal_networks_are_private_too(db: Database) -> None:

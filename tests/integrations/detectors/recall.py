@@ -75,9 +75,21 @@ def expected_path(sample: Path) -> Path:
 def found(event: ParsedEvent) -> dict[str, set[str]]:
     """The canonical keys of what the detector extracted, by kind."""
     observed = event.observables.model_dump()
+    # a sensor's or firewall's own name (or translated address) is extracted as the
+    # alert's observer: shown, never a host or IP of an incident
+    for observer in observed.get("observers", []):
+        observed["ips" if _is_ip(observer) else "hosts"].append(observer)
     return {
         kinds: {key_of(kind, v) for v in observed.get(kinds, [])} for kinds, kind in KINDS.items()
     }
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def walk(value: Any, key: str = "") -> Iterator[tuple[str, str]]:

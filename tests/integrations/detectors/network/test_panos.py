@@ -26,11 +26,12 @@ def test_url_log_with_a_quoted_comma_behind_a_bsd_header() -> None:
         "vendor_severity": "informational",
         "occurred_at": datetime(2026, 3, 5, 13, 19, 2, tzinfo=UTC),  # 14:19:02 in Paris
         "users": ["corp\\jsmith"],
-        "ips": ["10.1.4.22", "203.0.113.77"],  # NAT addresses are not observables
+        "ips": ["10.1.4.22", "203.0.113.77"],  # the NAT source is the firewall's: an observer
         "src_ips": ["10.1.4.22"],
         "dst_ips": ["203.0.113.77"],
         "domains": ["shop.example.com"],
         "urls": ["shop.example.com/cart?items=1,2,3&ref=mail"],
+        "observers": ["PA-3220-edge", "198.51.100.2"],
     }
     assert event.raw == body.decode().strip()
 
@@ -49,6 +50,7 @@ def test_a_mixed_syslog_stream() -> None:
         "dst_ips": ["2001:db8:10::80"],
         "domains": ["login.example.com"],
         "urls": ["login.example.com/cgi-bin/login.php"],
+        "observers": ["PA-3220-edge"],
     }
     assert summary(virus) == {  # no header at all
         "external_id": "013201012345:7294836177",
@@ -62,6 +64,7 @@ def test_a_mixed_syslog_stream() -> None:
         "src_ips": ["10.1.4.22"],
         "dst_ips": ["203.0.113.50"],
         "files": ["invoice_0305.zip"],
+        "observers": ["PA-3220-edge", "198.51.100.2"],
     }
     digest = "0f3d2b6e9a8c7b5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"
     assert summary(wildfire) == {
@@ -76,6 +79,7 @@ def test_a_mixed_syslog_stream() -> None:
         "dst_ips": ["10.1.2.25"],
         "hashes": [digest],
         "files": ["Q1-report.docm"],
+        "observers": ["PA-3220-edge"],
     }
     assert wildfire.observables.hash_types == {digest: "sha256"}
     assert summary(spyware) == {  # no high-resolution time: the generated time, local
@@ -89,6 +93,7 @@ def test_a_mixed_syslog_stream() -> None:
         "src_ips": ["10.1.7.33"],
         "dst_ips": ["10.1.0.53"],
         "domains": ["evil-c2.example.net"],
+        "observers": ["PA-3220-edge"],
     }
 
 
@@ -107,6 +112,7 @@ def test_strata_logging_service_forwarding() -> None:
         "dst_ips": ["2001:db8:ffff::9"],
         "hashes": ["885e78ce802e42561193c1d76bd3a7ac3e2fec291508e6ba75d1e10ddb522869"],
         "files": ["payroll, march.xlsm"],
+        "observers": ["PA-VM"],
     }
 
 
@@ -185,11 +191,12 @@ def test_cef_and_leef_layouts_behind_syslog_headers() -> None:
         "vendor_severity": "4",
         "occurred_at": datetime(2026, 3, 5, 13, 21, 7, tzinfo=UTC),
         "users": ["corp\\jsmith"],
-        "ips": ["10.1.4.22", "203.0.113.50"],  # not the NAT address, not the firewall
+        "ips": ["10.1.4.22", "203.0.113.50"],  # the NAT address and the firewall: observers
         "src_ips": ["10.1.4.22"],
         "dst_ips": ["203.0.113.50"],
         "hashes": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
         "files": ["invoice_0305.zip"],
+        "observers": ["PA-3220-edge", "198.51.100.2"],
     }
     assert summary(dns) == {
         "external_id": "013201012345:7294837001",
@@ -203,6 +210,7 @@ def test_cef_and_leef_layouts_behind_syslog_headers() -> None:
         "src_ips": ["10.1.7.33"],
         "dst_ips": ["198.51.100.66"],
         "domains": ["c2.badstuff.example"],
+        "observers": ["PA-3220-edge", "198.51.100.2"],
     }
 
 

@@ -38,6 +38,7 @@ def test_http_alert_with_file_hashes() -> None:
         "urls": ["http://updates.example-cdn.net:8080/dl/setup.exe"],
         "hashes": [MD5, SHA1, SHA256],
         "files": ["/dl/setup.exe"],
+        "observers": ["ids-sensor-01"],
     }
     assert event.observables.hash_types == {MD5: "md5", SHA1: "sha1", SHA256: "sha256"}
     assert event.raw == body.decode()  # one alert on its own: kept byte for byte

@@ -29,6 +29,7 @@ def test_alerts() -> None:
         "hosts": ["web-01"],
         "ips": ["10.10.4.21", "203.0.113.77"],
         "src_ips": ["203.0.113.77"],
+        "observers": ["wazuh-manager"],
     }
     assert summary(event_1) == {
         "external_id": "1772788844.2210045",
@@ -49,6 +50,7 @@ def test_alerts() -> None:
             "C:\\Users\\erin\\AppData\\Local\\Temp\\mimi.exe",
             "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
         ],
+        "observers": ["wazuh-manager"],
     }
     assert summary(event_2) == {
         "external_id": "1772791330.3310087",
@@ -65,6 +67,7 @@ def test_alerts() -> None:
             "0e2a4c6e8a0c2e4b6d8f0a2c4e6b8d0f",
         ],
         "files": ["/var/www/html/index.php"],
+        "observers": ["wazuh-manager"],
     }
     assert summary(event_3) == {
         "external_id": "1772791335.3312240",
@@ -77,6 +80,7 @@ def test_alerts() -> None:
         "ips": ["10.10.4.21"],
         "hashes": ["6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2b4d", "5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b"],
         "files": ["/var/www/html/uploads/.x/rs.sh"],
+        "observers": ["wazuh-manager"],
     }
 
 
@@ -93,6 +97,7 @@ def test_integration_webhook() -> None:
         "hosts": ["DC01", "KIOSK-07"],
         "ips": ["10.30.0.10", "10.30.9.77"],
         "src_ips": ["10.30.9.77"],
+        "observers": ["wazuh-manager"],
     }
 
 
