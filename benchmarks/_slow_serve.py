@@ -9,6 +9,8 @@ it: ``enrichers: [bench_slow]``.
     python benchmarks/_slow_serve.py        # same environment as ``fido serve``
 
 FIDO_BENCH_PROFILE=FILE writes a cProfile of the serve's main thread (its event loop) there.
+FIDO_BENCH_DOOR_ONLY=1 runs the webhook door alone (no worker, no outbox sender): what the
+door can take when nothing else wants the CPU.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class BenchSlowLookup:
 
 if __name__ == "__main__":
     from bot import cli
+
+    if os.environ.get("FIDO_BENCH_DOOR_ONLY"):  # the webhook door alone: no worker, no sender
+        from pipeline.engine import Engine
+
+        async def idle(self: Engine, stop: asyncio.Event, *, idle: float = 1.0) -> None:
+            await stop.wait()
+
+        Engine.run = idle  # type: ignore[method-assign]
 
     sys.argv = ["fido", "serve"]
     profile_to = os.environ.get("FIDO_BENCH_PROFILE")  # cProfile of the main thread, if set

@@ -37,6 +37,7 @@ from pipeline.ingest import GroupCommit
 from pipeline.observables import without_control_characters
 from pipeline.plugins import Delivery, Detector
 from pipeline.policy import Policy
+from pipeline.worker import Door
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def build_http_app(
     incidents: IncidentService | None = None,
     limiter: RateLimiter | None = None,
     readiness: Mapping[str, observe.Check] | None = None,
+    door: Door | None = None,
 ) -> FastAPI:
     """The ASGI app. ``auth`` holds per-detector tokens and signatures (detectors not in it
     use ``webhook_token``); ``on_ingest`` is called after new events are stored."""
@@ -98,6 +100,10 @@ def build_http_app(
 
     @api.post("/webhooks/{detector}", status_code=202)
     async def webhook(detector: str, request: Request) -> JSONResponse:
+        with door or Door():  # the worker yields while deliveries are being taken in
+            return await take(detector, request)
+
+    async def take(detector: str, request: Request) -> JSONResponse:
         parser, checked = known(detector, request)
         if limiter is not None:
             limiter.check(checked)  # 429 with Retry-After past the policy's webhook_rate

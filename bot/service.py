@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -157,6 +158,7 @@ async def serve(settings: Settings) -> None:
         on_ingest=engine.worker.wakeup.set,
         incidents=engine.incidents,
         limiter=RateLimiter(lambda: engine.policy.webhook_rate),
+        door=engine.worker.door,
         readiness={  # beside the database and migrations; names are looked up when asked
             "scheduler": observe.running(
                 "the scheduler or the worker", lambda: scheduler.running and not worker.done()
@@ -264,7 +266,13 @@ async def serve(settings: Settings) -> None:
         log.info("connected to Slack in Socket Mode")
     server = _Server(
         uvicorn.Config(
-            api, host=settings.http_host, port=settings.http_port, log_config=None, lifespan="off"
+            api,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="off",
+            # a line per request at INFO would drown the log (fido_webhook_* counts them)
+            access_log=log.isEnabledFor(logging.DEBUG),
         )
     )
 
@@ -278,6 +286,10 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     install_policy_reload(loop, settings.config, engine.reload)
     log.info("Fido listening on http://%s:%s", settings.http_host, settings.http_port)
+    # what start-up made lives as long as the process: keep it out of the garbage
+    # collector's full passes, which would otherwise pause every request now and then
+    gc.collect()
+    gc.freeze()
     try:
         await server.serve()  # returns once a signal sets should_exit
     finally:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +36,8 @@ from pipeline.models import Event
 log = logging.getLogger(__name__)
 
 FINISH_BATCH = 16  # events triaged in one transaction at most
+BUSY_FINISH_BATCH = 2  # … while webhook deliveries are coming in (each batch holds the loop)
+BUSY_CLAIM = 4  # events claimed per Worker.defer seconds while deliveries are coming in
 
 
 class Stages(Protocol):
@@ -52,6 +56,36 @@ class Stages(Protocol):
         the order given); for each, the incident it joined or the exception that failed it
         alone (one failing event never fails the others of its batch)."""
         ...
+
+
+class Door:
+    """Whether webhook deliveries are pouring in: ``BUSY_AT`` or more in flight or ended
+    within the last ``WINDOW`` seconds. The worker yields to them (``Worker.run``): it takes
+    a trickle of events and triages in small batches, so a flood of alerts is accepted at
+    full speed — every 202 still after its commit — and triaged in full as soon as it ebbs,
+    instead of every delivery waiting behind triage for the same CPU. An alert now and
+    then never makes the door busy."""
+
+    WINDOW = 0.05
+    BUSY_AT = 4
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._ended: deque[float] = deque(maxlen=self.BUSY_AT)  # monotonic times
+
+    def __enter__(self) -> Door:
+        self.in_flight += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self._ended.append(time.monotonic())
+
+    def busy(self) -> bool:
+        if self.in_flight >= self.BUSY_AT:
+            return True
+        since = time.monotonic() - self.WINDOW
+        return self.in_flight + sum(1 for t in self._ended if t > since) >= self.BUSY_AT
 
 
 @dataclass(eq=False)
@@ -76,6 +110,8 @@ class Worker:
         self._in_flight: list[_Ticket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
+        self.door = Door()
+        self.defer = 1.0  # seconds the worker waits at most for the door to be idle
 
     async def drain(self) -> int:
         """Process until the queue is empty, ``size`` at a time; return how many."""
@@ -99,8 +135,9 @@ class Worker:
             while not stop.is_set():
                 self.wakeup.clear()  # from now on, set means events newer than this claim
                 self._freed.clear()
-                try:
-                    asked, started = await self._claim()
+                await self._yield_to_door(stop)
+                try:  # a trickle while deliveries keep coming in, else every free slot
+                    asked, started = await self._claim(BUSY_CLAIM if self.door.busy() else None)
                 except Exception:  # e.g. the database is briefly unreachable
                     log.exception("worker: could not claim events; retrying")
                     await self._until(stop, timeout=idle)
@@ -115,6 +152,16 @@ class Worker:
                 await keeper
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _yield_to_door(self, stop: asyncio.Event) -> None:
+        """Wait while webhook deliveries are in flight, ``defer`` seconds at most."""
+        if not self.door.busy():
+            return
+        deadline = asyncio.get_running_loop().time() + self.defer
+        while self.door.busy() and not stop.is_set():
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.005)
 
     def _free(self) -> int:
         return self.size - len(self._in_flight)
@@ -134,9 +181,10 @@ class Worker:
         for waiter in waiters:
             waiter.cancel()
 
-    async def _claim(self) -> tuple[int, int]:
-        """Claim events into the free slots and start them: (slots asked for, started)."""
-        free = self._free()
+    async def _claim(self, most: int | None = None) -> tuple[int, int]:
+        """Claim events into the free slots (``most`` at most) and start them: (slots asked
+        for, started)."""
+        free = self._free() if most is None else min(most, self._free())
         if free <= 0:
             return 0, 0
         events = await queue.claim_many(self.db, free, replica=self.replica)
@@ -163,6 +211,8 @@ class Worker:
             async with self._finishing:  # whoever holds it finishes the ready events
                 while ticket.result is None:
                     await self._finish_ready()
+                    if ticket.result is None and self.door.busy():
+                        await asyncio.sleep(0)  # let the door answer between batches
             if isinstance(ticket.result, Exception):
                 raise ticket.result
         except Exception as exc:  # isolate the failure to this event, keep it
@@ -185,7 +235,8 @@ class Worker:
         ready = sorted(self._ready, key=lambda t: order[id(t)])
         # a batch runs without a pause (SQLite statements run inline): bound it, so that a
         # webhook's commit never waits long behind it
-        batch, self._ready = ready[:FINISH_BATCH], ready[FINISH_BATCH:]
+        most = BUSY_FINISH_BATCH if self.door.busy() else FINISH_BATCH
+        batch, self._ready = ready[:most], ready[most:]
         try:
             with observe.timed("triage"):
                 results = await self.stages.finish_many([t.prepared for t in batch])

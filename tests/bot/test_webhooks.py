@@ -24,6 +24,7 @@ from pipeline.db import Database, upgrade_when_reachable
 from pipeline.errors import ConfigError, ParseError
 from pipeline.models import DeadLetter, Event
 from pipeline.plugins import ParsedEvent
+from pipeline.worker import Door
 from tests.bot.test_serve import clean_env, fido
 from tests.fixtures.servers import free_port
 
@@ -261,6 +262,31 @@ async def test_parsing_a_large_body_does_not_block_the_event_loop(db: Database) 
     assert response.status_code == 202
     assert len(response.json()["accepted"]) == 400
     assert ticks >= 20  # the loop kept running while the parser worked
+
+
+async def test_a_delivery_is_counted_at_the_door_while_it_is_taken_in(db: Database) -> None:
+    """The worker yields to deliveries in flight (pipeline/worker.py Door): each webhook
+    counts while it is parsed and committed, failed or not, and never after."""
+    door = Door()
+    seen: list[int] = []
+
+    class Watching(GenericDetector):
+        name = "watching"
+
+        def parse(self, body: bytes) -> list[ParsedEvent]:
+            seen.append(door.in_flight)
+            return super().parse(body)
+
+    app = build_http_app(
+        db=db, detectors={"watching": Watching()}, webhook_token=SecretStr(TOKEN), door=door
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://fido.test"
+    ) as c:
+        ok = await c.post("/webhooks/watching", json={"id": "d1", "title": "t"}, headers=AUTH)
+        bad = await c.post("/webhooks/watching", json={"id": "d2"}, headers=AUTH)
+    assert (ok.status_code, bad.status_code) == (202, 422)
+    assert seen == [1, 1] and door.in_flight == 0
 
 
 # ---- the database unreachable ------------------------------------------------------------

@@ -234,3 +234,52 @@ async def test_two_replicas_never_open_two_incidents_for_one_user(db: Database) 
     async with db.session() as session:
         incidents = (await session.exec(select(Incident))).all()
     assert sorted(i.event_count for i in incidents) == [2] * 5
+
+
+def test_the_door_is_busy_only_while_deliveries_pour_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: now[0])
+    door = worker_module.Door()
+    for _ in range(door.BUSY_AT - 1):  # a few alerts now and then: never busy
+        with door:
+            assert not door.busy()
+    assert not door.busy()
+    with door:  # the BUSY_AT-th within the window
+        assert door.busy()
+    assert door.busy()
+    now[0] += door.WINDOW + 0.001  # the window has passed without a delivery
+    assert not door.busy()
+    held = [door.__enter__() for _ in range(door.BUSY_AT)]  # that many at once
+    assert door.busy()
+    for entered in held:
+        entered.__exit__()
+    now[0] += door.WINDOW + 0.001
+    assert not door.busy()
+
+
+async def test_while_deliveries_pour_in_the_worker_takes_a_trickle_then_everything(
+    db: Database,
+) -> None:
+    """A flood at the door: the worker claims at most BUSY_CLAIM events per ``defer`` (it
+    never stops), and all the rest as soon as the door is quiet."""
+    await send(db, [{"id": str(i), "title": "t", "user": f"u{i}"} for i in range(20)])
+    pool = engine(db, SlowEnricher(delay=0), size=16)
+    pool.worker.defer = 0.2
+    door = pool.worker.door
+    flood = [door.__enter__() for _ in range(door.BUSY_AT)]
+    stop = asyncio.Event()
+    running = asyncio.create_task(pool.worker.run(stop, idle=0.05))
+    try:
+        await asyncio.sleep(0.5)  # two or three claims' worth of the trickle
+        during = len(await scored_event_ids(db))
+        assert worker_module.BUSY_CLAIM <= during <= 3 * worker_module.BUSY_CLAIM
+        for entered in flood:
+            entered.__exit__()
+        for _ in range(100):
+            if len(await scored_event_ids(db)) == 20:
+                break
+            await asyncio.sleep(0.05)
+        assert len(await scored_event_ids(db)) == 20
+    finally:
+        stop.set()
+        await running
