@@ -176,6 +176,18 @@ def fingerprint(record: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _address(value: str | None) -> str | None:
+    """``value`` as a canonical IP address; None when it is none, or 0.0.0.0 / :: ("no
+    address", e.g. a session that was not translated)."""
+    if value is None:
+        return None
+    try:
+        parsed = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return None
+    return None if parsed.is_unspecified else str(parsed)
+
+
 class ObservableBuilder:
     """Collects observables, ignoring absent values and normalising each kind."""
 
@@ -204,18 +216,8 @@ class ObservableBuilder:
 
     def ip(self, value: Any, role: str | None = None) -> None:
         """An IP address (invalid ones are ignored); ``role`` is "src" or "dst"."""
-        address = text(value)
-        if address is None:
-            return
-        try:
-            parsed = ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
-            return
-        if parsed.is_unspecified:  # 0.0.0.0 or ::, "no address" (e.g. no NAT)
-            return
-        address = str(parsed)
         field = {"src": "src_ips", "dst": "dst_ips"}.get(role or "", "ips")
-        self._add(field, address)
+        self._add(field, _address(text(value)))
 
     def hash(self, value: Any) -> None:
         """An md5, sha1 or sha256 hex digest (anything else is ignored)."""
@@ -238,9 +240,17 @@ class ObservableBuilder:
         self._add("files", text(value))
 
     def observer(self, value: Any) -> None:
-        """The device that saw or reported the alert (a sensor, a firewall): kept and
-        shown, never a correlation key (see :class:`Observables`)."""
-        self._add("observers", text(value))
+        """The device that saw or reported the alert (a sensor, a firewall, or its address):
+        kept and shown, never a correlation key (see :class:`Observables`)."""
+        name = text(value)
+        if name is None:
+            return
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            self._add("observers", name)
+        else:
+            self._add("observers", _address(name))
 
     def build(self) -> Observables:
         return Observables.model_validate(self.values)

@@ -140,7 +140,7 @@ class PanOSDetector(DetectorBase):
         # destination is the server behind the firewall, a party; the translated source
         # is the firewall's own address, shared by every session it carries: an observer
         found.ip(field(NAT_DESTINATION), "dst")
-        found.observer(key_values.translated(field(NAT_SOURCE)))
+        found.observer(field(NAT_SOURCE))
         found.ip(field(XFF), "src")
         found.ip(field(XFF_ADDRESS), "src")
         found.user(field(SOURCE_USER))

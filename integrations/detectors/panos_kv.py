@@ -13,13 +13,14 @@ SIEMs: CEF (ArcSight) and LEEF (QRadar), as Palo Alto Networks documents them::
 
 (each one line, after any syslog header). The same event as the CSV layout's: the id is
 the serial number and the sequence number, so a log sent in two layouts is one event. As
-in the CSV layout, translated (NAT) addresses and the firewall's own name are not
-observables: one egress address or one firewall would join every incident.
+in the CSV layout, the firewall's own name and its translated (NAT) source address are the
+alert's observers, never hosts or IPs of an incident: one egress address or one firewall
+would join every incident; the translated destination, the server behind the firewall,
+is a destination IP.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -71,7 +72,7 @@ def parse_line(
     found.ip(value("dst"), "dst")
     found.observer(value("dvchost", "DeviceName"))  # the firewall that logged it
     found.ip(value("destinationTranslatedAddress", "dstPostNAT"), "dst")  # as in the CSV
-    found.observer(translated(value("sourceTranslatedAddress", "srcPostNAT")))
+    found.observer(value("sourceTranslatedAddress", "srcPostNAT"))
     found.user(value("suser", "SrcUser", "usrName"))
     found.user(value("duser", "DstUser"))
     found.host(value("shost", "SrcHostname"))
@@ -91,15 +92,6 @@ def parse_line(
         observables=found.build(),
         raw=line,
     )
-
-
-def translated(value: str | None) -> str | None:
-    """A NAT address as logged: None for 0.0.0.0 or :: (not translated) or no address."""
-    try:
-        address = ipaddress.ip_address(value or "")
-    except ValueError:
-        return None
-    return None if address.is_unspecified else str(address)
 
 
 def _unescape(value: str) -> str:

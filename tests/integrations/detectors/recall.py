@@ -25,6 +25,7 @@ from typing import Any
 
 from integrations import load_all
 from integrations.detectors.common import ObservableBuilder, present
+from integrations.detectors.network import host_kind
 from pipeline.correlate import key_of
 from pipeline.errors import ParseError
 from pipeline.observables import Kind
@@ -78,18 +79,10 @@ def found(event: ParsedEvent) -> dict[str, set[str]]:
     # a sensor's or firewall's own name (or translated address) is extracted as the
     # alert's observer: shown, never a host or IP of an incident
     for observer in observed.get("observers", []):
-        observed["ips" if _is_ip(observer) else "hosts"].append(observer)
+        observed["ips" if host_kind(observer) == "ip" else "hosts"].append(observer)
     return {
         kinds: {key_of(kind, v) for v in observed.get(kinds, [])} for kinds, kind in KINDS.items()
     }
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def walk(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
