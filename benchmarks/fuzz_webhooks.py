@@ -86,7 +86,7 @@ def _environment(workdir: Path, slack: FakeSlack, port: int) -> dict[str, str]:
         SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET="fuzz-signing-secret",
         SLACK_API_URL=slack.base_url,
-        FIDO_LOG_LEVEL="INFO",  # the access log counts the requests
+        FIDO_LOG_LEVEL="DEBUG",  # uvicorn's access log (off at INFO) counts the requests
     )
     return env
 
@@ -178,11 +178,14 @@ def fuzz(
                     outcome.report = done.stdout[-20_000:] + done.stderr[-5_000:]
                 if process.poll() is not None:
                     break  # fido serve crashed: reported below
+                counted = outcome.requests
                 outcome.requests, outcome.statuses, outcome.server_errors = _served(
                     log.read_text(errors="replace")
                 )
                 if outcome.server_errors:
                     break
+                if outcome.requests == counted:  # nothing counted: never loop for ever
+                    raise RuntimeError("schemathesis ran, but no request is in fido's log")
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -254,6 +254,10 @@ async def serve(settings: Settings) -> None:
             next_run_time=datetime.now(UTC),
         )
     scheduler.start()
+    # what start-up made lives as long as the process: keep it out of the garbage
+    # collector's full passes, which would otherwise pause every request now and then
+    gc.collect()
+    gc.freeze()
     worker = asyncio.create_task(engine.run(stop), name="fido-engine")
     socket_handler = None
     if socket_mode:
@@ -286,10 +290,6 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     install_policy_reload(loop, settings.config, engine.reload)
     log.info("Fido listening on http://%s:%s", settings.http_host, settings.http_port)
-    # what start-up made lives as long as the process: keep it out of the garbage
-    # collector's full passes, which would otherwise pause every request now and then
-    gc.collect()
-    gc.freeze()
     try:
         await server.serve()  # returns once a signal sets should_exit
     finally:

@@ -29,6 +29,13 @@ def wait(condition: Any, what: str, process: Any, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def listening(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_socket_mode_click_disables_and_updates_the_card(
     tmp_path: Path, socket_slack: SocketModeSlack
 ) -> None:
@@ -53,6 +60,7 @@ def test_socket_mode_click_disables_and_updates_the_card(
     process = fido("serve", env=env, cwd=tmp_path)
     try:
         wait(socket_slack.connected, "Fido never opened its Socket Mode connection", process)
+        wait(lambda: listening(port), "Fido never answered on its HTTP port", process)
         response = httpx.post(
             f"http://127.0.0.1:{port}/webhooks/generic",
             content=json.dumps(
