@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -123,7 +124,8 @@ async def serve(settings: Settings) -> None:
     released = await queue.release(db, replica=settings.replica)
     if released:
         log.info("released %d events this replica (%s) left in flight", released, settings.replica)
-    client = web_client(settings)
+    slack_session = aiohttp.ClientSession()  # pooled connections for every Web API call
+    client = web_client(settings, slack_session)
     assert settings.slack_channel is not None
     engine = Engine(
         db=db,
@@ -301,4 +303,5 @@ async def serve(settings: Settings) -> None:
         if socket_handler is not None:
             await socket_handler.close_async()
         await http.aclose()
+        await slack_session.close()
         await db.dispose()

@@ -407,8 +407,12 @@ async def held(db: Database, responder: str) -> list[tuple[str, dict[str, Any]]]
 
 
 async def actions_for(db: Database, *, incident_id: int) -> list[Action]:
-    async with db.session() as session:
-        rows = await session.exec(
-            select(Action).where(Action.incident_id == incident_id).order_by(col(Action.id))
-        )
-        return list(rows.all())
+    async with db.session(durable=False) as session:  # a read: nothing to make durable
+        return await actions_in(session, incident_id=incident_id)
+
+
+async def actions_in(session: AsyncSession, *, incident_id: int) -> list[Action]:
+    rows = await session.exec(
+        select(Action).where(Action.incident_id == incident_id).order_by(col(Action.id))
+    )
+    return list(rows.all())

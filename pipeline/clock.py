@@ -21,10 +21,13 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-async def idle_wait(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
-    """A loop with nothing to do sleeps ``seconds``, or until woken or stopped."""
-    wakeup.clear()
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
-    await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters:
-        waiter.cancel()
+async def wait_any(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Wait until one of ``events`` is set, ``timeout`` seconds at most (None: no limit)."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -121,21 +121,25 @@ class IncidentService:
             )
             self.kick()
             return
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:  # one read for the card
             incident = await session.get(Incident, message.incident_id)
+            actions = await act.actions_in(session, incident_id=message.incident_id)
         if incident is None or (incident.suppressed_by and not incident.message_ts):
             return  # gone, or silenced before it was ever posted
-        await self.publish(incident)
+        await self.publish(incident, actions)
 
-    async def publish(self, incident: Incident) -> None:
+    async def publish(self, incident: Incident, actions: list[Action] | None = None) -> None:
         """Post or update the incident's message and keep where it lives (raises on failure:
-        the outbox retries)."""
+        the outbox retries). Where it lives is outbox bookkeeping (not durable, like the
+        row's own settlement): a power loss before the next durable commit costs at most
+        one duplicate card."""
         assert incident.id is not None
-        actions = await act.actions_for(self.db, incident_id=incident.id)
+        if actions is None:
+            actions = await act.actions_for(self.db, incident_id=incident.id)
         ref = await self.notifier.publish(incident, actions)
         if ref is None or (ref.channel, ref.ts) == (incident.message_channel, incident.message_ts):
             return
-        async with self.db.session() as session:
+        async with self.db.session(durable=False) as session:
             fresh = await session.get(Incident, incident.id)
             if fresh is not None:
                 fresh.message_channel, fresh.message_ts = ref.channel, ref.ts

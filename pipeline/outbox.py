@@ -46,7 +46,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline import observe
 from pipeline.batching import Batcher
-from pipeline.clock import Clock, as_utc, idle_wait, system_clock
+from pipeline.clock import Clock, as_utc, system_clock, wait_any
 from pipeline.db import Database
 from pipeline.errors import DeliveryError
 from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -141,7 +141,7 @@ class Sender:
         clock: Clock = system_clock,
         max_attempts: int = 12,
         timeout: float = 15.0,
-        concurrency: int = 8,
+        concurrency: int = 32,
     ) -> None:
         self.db = db
         self.deliver = deliver
@@ -327,15 +327,41 @@ class Sender:
                 )
 
     async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
-        """Deliver until ``stop`` is set; sleep ``idle`` seconds (or until woken) between."""
-        while not stop.is_set():
-            try:
-                sent = await self.deliver_due()
-            except Exception:  # e.g. the database is briefly unreachable
-                log.exception("outbox sender error; retrying")
-                sent = 0
-            if not sent:
-                await idle_wait(stop, self.wakeup, idle)
+        """Deliver until ``stop`` is set, ``concurrency`` rows at once: a row starts as soon
+        as a slot is free (a slow delivery never holds up a round of others), and one that
+        ends lets its incident's next row go. With nothing due it sleeps ``idle`` seconds,
+        or until woken (a row queued) or a delivery ends. On stop, the deliveries in flight
+        finish."""
+        flying: set[asyncio.Task[bool]] = set()
+        freed = asyncio.Event()
+
+        def ended(task: asyncio.Task[bool]) -> None:
+            flying.discard(task)
+            freed.set()
+
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(flying)
+                if flying and free < max(1, self.concurrency // 4):
+                    freed.clear()  # busy: lease again once a few slots are free
+                    await wait_any(stop, freed, timeout=idle)
+                    continue
+                self.wakeup.clear()  # from here on, set means rows newer than this lease
+                freed.clear()
+                try:
+                    rows = await self._lease(await self.due(limit=free))
+                except Exception:  # e.g. the database is briefly unreachable
+                    log.exception("outbox sender error; retrying")
+                    rows = []
+                for row in rows:
+                    task = asyncio.create_task(self._one(row), name=f"fido-outbox-{row.id}")
+                    flying.add(task)
+                    task.add_done_callback(ended)
+                if len(rows) < free:  # all that is due has started: wait for news
+                    await wait_any(stop, self.wakeup, freed, timeout=idle)
+        finally:
+            if flying:
+                await asyncio.gather(*flying, return_exceptions=True)
 
     async def listing(self, *, statuses: Sequence[OutboxStatus]) -> list[OutboxMessage]:
         return await listing(self.db, statuses=statuses)

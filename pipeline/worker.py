@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline import observe, queue
+from pipeline.clock import wait_any
 from pipeline.db import Database
 from pipeline.errors import FidoError
 from pipeline.models import Event
@@ -174,12 +175,7 @@ class Worker:
     async def _until(self, *events: asyncio.Event, timeout: float = 1.0) -> None:
         """Wait until one of ``events`` is set, at most ``timeout`` seconds (work of another
         replica, or a lost wake-up, is found by the next claim anyway)."""
-        if any(event.is_set() for event in events):
-            return
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+        await wait_any(*events, timeout=timeout)
 
     async def _claim(self, most: int | None = None) -> tuple[int, int]:
         """Claim events into the free slots (``most`` at most) and start them: (slots asked
@@ -205,7 +201,7 @@ class Worker:
                 ticket.prepared = await self.stages.prepare(event)
             for earlier in self._in_flight[: self._in_flight.index(ticket)]:
                 if earlier.keys & ticket.keys:
-                    await _first(earlier.ready, earlier.done)
+                    await wait_any(earlier.ready, earlier.done)
             self._ready.append(ticket)
             ticket.ready.set()
             async with self._finishing:  # whoever holds it finishes the ready events
@@ -258,15 +254,3 @@ class Worker:
                 await queue.renew(self.db, [t.event for t in self._in_flight])
             except Exception:
                 log.exception("could not renew the leases of events in flight")
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until one of ``events`` is set."""
-    if any(event.is_set() for event in events):
-        return
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

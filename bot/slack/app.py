@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
@@ -15,11 +16,14 @@ from bot.slack.listeners import ask
 from pipeline.engine import Engine
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
+def web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """The Web API client. Given ``session`` (one per process, made and closed by its
+    event loop), every call reuses its pooled connections; without it each call opens a
+    connection of its own (and, against Slack, a TLS handshake)."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     if settings.slack_api_url:
-        return AsyncWebClient(token=token, base_url=settings.slack_api_url)
-    return AsyncWebClient(token=token)
+        return AsyncWebClient(token=token, base_url=settings.slack_api_url, session=session)
+    return AsyncWebClient(token=token, session=session)
 
 
 class _TokenInClient(logging.Filter):
