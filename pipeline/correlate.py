@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import and_, case, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -118,19 +118,38 @@ class Keys:
 
 
 async def _find(
-    session: AsyncSession, keys: set[str], *, status: IncidentStatus, since: datetime | None
+    session: AsyncSession, keys: set[str], *, open_since: datetime | None
 ) -> Incident | None:
+    """In one query: the open incident sharing one of ``keys`` updated last, if it was
+    updated since ``open_since`` (None: never join an open one); else the one closed last.
+    """
     # "id IN (incidents sharing a key)" rather than a join: the planner then starts from
     # incident_key's primary key whatever it knows of the tables (SQLite has no statistics
     # unless ANALYZE ran, and a join let it walk every open or closed incident instead)
     sharing = select(IncidentKey.incident_id).where(col(IncidentKey.key).in_(keys))
-    query = select(Incident).where(col(Incident.id).in_(sharing), Incident.status == status.value)
-    if since is not None:
-        query = query.where(col(Incident.updated_at) >= since)
-    order = Incident.updated_at if status is IncidentStatus.open else Incident.closed_at
-    query = query.order_by(col(order).desc()).limit(1)
+    closed = col(Incident.status) == IncidentStatus.closed.value
+    wanted = (
+        closed
+        if open_since is None
+        else or_(
+            and_(
+                col(Incident.status) == IncidentStatus.open.value,
+                col(Incident.updated_at) >= open_since,
+            ),
+            closed,
+        )
+    )
+    query = (
+        select(Incident)
+        .where(col(Incident.id).in_(sharing), wanted)
+        .order_by(
+            case((closed, 1), else_=0),  # an open one first
+            case((closed, col(Incident.closed_at)), else_=col(Incident.updated_at)).desc(),
+        )
+        .limit(1)
+    )
     bind = session.bind
-    if status is IncidentStatus.open and bind is not None and bind.dialect.name != "sqlite":
+    if open_since is not None and bind is not None and bind.dialect.name != "sqlite":
         # another replica adding to the same incident waits for this transaction (SQLite
         # transactions are serial already), so no event count or observable is lost
         query = query.with_for_update(of=Incident)
@@ -161,15 +180,15 @@ async def correlate(
     mine = keys.all(observables)
     joining = keys.joining(mine)
     window = timedelta(minutes=policy.correlation.window_minutes)
-    incident: Incident | None = None
-    if joining and window > timedelta(0):
-        incident = await _find(session, joining, status=IncidentStatus.open, since=now - window)
+    found = (
+        await _find(session, joining, open_since=now - window if window > timedelta(0) else None)
+        if joining
+        else None
+    )
+    incident = found if found is not None and found.status == IncidentStatus.open else None
+    created = False
     if incident is None:
-        previous = (
-            await _find(session, joining, status=IncidentStatus.closed, since=None)
-            if joining
-            else None
-        )
+        previous = found  # closed: the new incident links to it
         incident = Incident(
             title=event.title,
             severity=event.severity,
@@ -179,6 +198,7 @@ async def correlate(
         )
         session.add(incident)
         await session.flush()
+        created = True
     elif _RANK.get(event.severity, 0) > _RANK.get(incident.severity, 0):
         incident.severity = event.severity
         incident.title = event.title
@@ -189,18 +209,20 @@ async def correlate(
     if event.detector not in incident.detectors:
         incident.detectors = [*incident.detectors, event.detector]
     assert incident.id is not None
-    known = set(
-        (
-            await session.exec(
-                select(IncidentKey.key).where(
-                    IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(mine)
+    known: set[str] = set()
+    if not created:  # a new incident has no keys yet
+        known = set(
+            (
+                await session.exec(
+                    select(IncidentKey.key).where(
+                        IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(mine)
+                    )
                 )
-            )
-        ).all()
-    )
+            ).all()
+        )
     for key in sorted(mine - known):
         session.add(IncidentKey(key=key, incident_id=incident.id))
+    # the event's row is written by whoever completes it (``queue.complete``), in one update
     event.incident_id = incident.id
-    session.add(event)
     session.add(incident)
     return incident

@@ -68,25 +68,34 @@ class Later(DeliveryError):
 
 
 async def enqueue_card(
-    session: AsyncSession, incident_id: int, *, not_before: datetime | None = None
+    session: AsyncSession,
+    incident_id: int,
+    *,
+    not_before: datetime | None = None,
+    first: bool = False,
 ) -> None:
     """Post or update the incident's card, in the caller's transaction; one pending,
-    not-yet-claimed card row already covers it.
+    not-yet-claimed card row already covers it (``first``: the incident has no rows yet,
+    so there is none to look for).
 
     ``not_before`` holds back a routine update (another alert joined, the score moved) so
     that the changes of the next few seconds go out as one ``chat.update``: a storm of
     alerts then costs a card update every few seconds, not one per alert. Without it the
     card goes as soon as it can, and a waiting row is brought forward."""
     waiting = (
-        await session.exec(
-            select(OutboxMessage).where(
-                OutboxMessage.incident_id == incident_id,
-                OutboxMessage.kind == OutboxKind.card.value,
-                OutboxMessage.status == OutboxStatus.pending.value,
-                col(OutboxMessage.claimed_until).is_(None),
+        None
+        if first
+        else (
+            await session.exec(
+                select(OutboxMessage).where(
+                    OutboxMessage.incident_id == incident_id,
+                    OutboxMessage.kind == OutboxKind.card.value,
+                    OutboxMessage.status == OutboxStatus.pending.value,
+                    col(OutboxMessage.claimed_until).is_(None),
+                )
             )
-        )
-    ).first()
+        ).first()
+    )
     if waiting is None:
         session.add(
             OutboxMessage(

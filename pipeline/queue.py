@@ -118,7 +118,8 @@ class LostClaim(FidoError):
 
 
 async def complete(session: AsyncSession, event: Event) -> None:
-    """Mark ``event`` done in the caller's transaction, if the claim is still ours."""
+    """Mark ``event`` done in the caller's transaction, if the claim is still ours, with
+    the incident it joined and the suppression that silenced it."""
     done = await session.exec(
         update(Event)
         .where(
@@ -126,7 +127,12 @@ async def complete(session: AsyncSession, event: Event) -> None:
             col(Event.status) == EventStatus.processing.value,
             col(Event.claim_token) == event.claim_token,
         )
-        .values(status=EventStatus.done.value, incident_id=event.incident_id, last_error=None)
+        .values(
+            status=EventStatus.done.value,
+            incident_id=event.incident_id,
+            suppressed_by=event.suppressed_by,
+            last_error=None,
+        )
     )
     if done.rowcount != 1:
         raise LostClaim(f"event {event.id} was claimed by another worker; leaving it to it")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
@@ -176,10 +176,15 @@ def enqueue(
 
 
 async def enqueue_thread_update(
-    session: AsyncSession, incident: Incident, *, not_before: datetime
+    session: AsyncSession,
+    incident: Incident,
+    *,
+    not_before: datetime,
+    joining: Collection[int] = (),
 ) -> None:
     """A reply in the card's thread about the events since the last one, held back until
-    ``not_before``; one waiting row covers every event until it is sent."""
+    ``not_before``; one waiting row covers every event until it is sent. ``joining``: the
+    events joining the incident in the caller's transaction (the card has not shown them)."""
     assert incident.id is not None
     waiting = (
         await session.exec(
@@ -197,7 +202,9 @@ async def enqueue_thread_update(
         incident.thread_event_id = (
             await session.exec(
                 select(func.max(Event.id)).where(
-                    Event.incident_id == incident.id, Event.status == EventStatus.done.value
+                    Event.incident_id == incident.id,
+                    Event.status == EventStatus.done.value,
+                    col(Event.id).not_in(joining),
                 )
             )
         ).one()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -145,16 +146,15 @@ async def active(
     ]
 
 
-async def first_match(
-    session: AsyncSession,
+def first_match(
+    suppressions: Sequence[ActiveSuppression],
     *,
-    policy: Policy,
-    now: datetime,
     detector: str,
     title: str,
     observables: Observables,
 ) -> ActiveSuppression | None:
-    for suppression in await active(session, policy=policy, now=now, hits=False):
+    """The first of ``suppressions`` (``active(…, hits=False)``) that silences the alert."""
+    for suppression in suppressions:
         if matches(suppression.match, detector=detector, title=title, observables=observables):
             return suppression
     return None

@@ -64,8 +64,17 @@ class Outcome:
 CARD_UPDATE_DELAY = timedelta(seconds=3)  # routine card updates are sent in batches
 
 
-async def _enqueue(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
-    """What the outcome must send, as outbox rows in the triage's own transaction."""
+async def _enqueue(
+    session: AsyncSession,
+    outcome: Outcome,
+    now: datetime,
+    *,
+    new: bool = False,
+    joining: Sequence[int] = (),
+) -> None:
+    """What the outcome must send, as outbox rows in the triage's own transaction (``new``:
+    the incident was opened in this transaction, so it has no rows yet; ``joining``: the
+    events that joined it in this transaction)."""
     incident_id = outcome.incident.id
     assert incident_id is not None
     for proposal in outcome.act:
@@ -73,11 +82,14 @@ async def _enqueue(session: AsyncSession, outcome: Outcome, now: datetime) -> No
     if outcome.publish and not outcome.act:  # an action queues its own card update
         routine = outcome.incident.message_ts is not None and not outcome.decision_changed
         await outbox.enqueue_card(
-            session, incident_id, not_before=now + CARD_UPDATE_DELAY if routine else None
+            session,
+            incident_id,
+            not_before=now + CARD_UPDATE_DELAY if routine else None,
+            first=new,
         )
     if outcome.publish and outcome.incident.message_ts is not None:  # the thread hears it too
         await routing.enqueue_thread_update(
-            session, outcome.incident, not_before=now + CARD_UPDATE_DELAY
+            session, outcome.incident, not_before=now + CARD_UPDATE_DELAY, joining=joining
         )
 
 
@@ -163,12 +175,19 @@ class Triage:
                     )
                 ),
             )
+            # the suppressions in force, read once for the batch
+            suppressions = await suppress.active(session, policy=policy, now=now, hits=False)
             joined: list[tuple[Event, Incident, ActiveSuppression | None]] = []
             assess: dict[int, Event] = {}  # incident → its last event that is triaged
             incidents: dict[int, Incident] = {}
+            opened: set[int] = set()  # incidents this transaction opened
             for event, results in items:
-                incident, hit = await self._join(session, event, results, policy=policy, now=now)
+                incident, hit = await self._join(
+                    session, event, results, policy=policy, now=now, suppressions=suppressions
+                )
                 assert incident.id is not None
+                if incident.event_count == 1:
+                    opened.add(incident.id)
                 joined.append((event, incident, hit))
                 incidents[incident.id] = incident
                 if hit is None or incident.event_count == 1:  # else it changes no decision
@@ -196,10 +215,14 @@ class Triage:
                     degraded=incident.degraded,
                     suppression=hit.key if hit else None,
                 )
-            for outcome in outcomes.values():
-                await _enqueue(session, outcome, now)
-            for event, _, _ in joined:
-                await queue.complete(session, event)
+            for incident_id, outcome in outcomes.items():
+                await _enqueue(
+                    session,
+                    outcome,
+                    now,
+                    new=incident_id in opened,
+                    joining=[e.id for e, i, _ in joined if i.id == incident_id and e.id],
+                )
             await session.commit()
         for event, incident, hit in joined:
             log.info(
@@ -224,8 +247,10 @@ class Triage:
         *,
         policy: Policy,
         now: datetime,
+        suppressions: Sequence[ActiveSuppression],
     ) -> tuple[Incident, ActiveSuppression | None]:
-        """Attach ``event`` to its incident with its enrichment, and match suppressions."""
+        """Attach ``event`` to its incident with its enrichment, match ``suppressions``, and
+        complete the event (written now, so later events of the batch see it joined)."""
         observables = Observables.model_validate(event.observables)
         incident = await correlate(
             session=session, event=event, policy=policy, now=now, keys=self.keys
@@ -240,22 +265,17 @@ class Triage:
             results=results,
             lookups=[e.name for e in self.enrichers if isinstance(e, LookupEnricher)],
         )
-        hit = await suppress.first_match(
-            session,
-            policy=policy,
-            now=now,
-            detector=event.detector,
-            title=event.title,
-            observables=observables,
+        hit = suppress.first_match(
+            suppressions, detector=event.detector, title=event.title, observables=observables
         )
         if hit is not None:
             event.suppressed_by = hit.key
-            session.add(event)
             await suppress.count_hit(session, sqlite=self.db.sqlite, key=hit.key, now=now)
             if incident.event_count == 1:  # it opened this incident
                 incident.suppressed_by = hit.key
         else:  # an alert no suppression matches is triaged, even in a silenced incident
             incident.suppressed_by = None
+        await queue.complete(session, event)
         return incident, hit
 
     async def refresh(self, incident_id: int) -> Outcome | None:
