@@ -8,8 +8,8 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,7 @@ from pipeline.leader import CHECK_EVERY, Leadership
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, HoldsContainment, Source
-from pipeline.policy import load_policy
+from pipeline.policy import Policy, load_policy
 from pipeline.sla import run_sla
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,119 @@ async def run_deferred_safely(engine: Engine) -> None:
         return
     if answered:
         log.info("answered %d deferred lookups", answered)
+
+
+def policy_intervals(policy: Policy) -> dict[str, float]:
+    """Seconds between runs of the jobs whose interval the policy sets."""
+    return {
+        "digest": policy.digest.interval_minutes * 60,
+        "retention": policy.retention.interval_minutes * 60,
+    }
+
+
+def reschedule(scheduler: AsyncIOScheduler, policy: Policy) -> None:
+    """After a policy reload: a job whose interval the policy changed runs at the new one,
+    counted from now; the others keep their times."""
+    for job_id, seconds in policy_intervals(policy).items():
+        job = scheduler.get_job(job_id)
+        if job is None or job.trigger.interval == timedelta(seconds=seconds):
+            continue
+        scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
+        log.info("policy reload: %s now runs every %g minutes", job_id, seconds / 60)
+
+
+def schedule_jobs(
+    scheduler: AsyncIOScheduler,
+    engine: Engine,
+    leadership: Leadership,
+    *,
+    polled: Sequence[tuple[Source, Detector, float]],
+) -> None:
+    """Every periodic job of ``fido serve``. The queue sweep and the leadership check run
+    on every replica, each source under a lock of its own; the rest are singletons,
+    wrapped in ``only_leader``. A policy reload reschedules what the policy times."""
+    db, policy = engine.db, engine.policy
+    intervals = policy_intervals(policy)
+    # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
+    scheduler.add_job(engine.worker.wakeup.set, "interval", seconds=30, id="queue-sweep")
+    # Leadership: every replica checks it; singleton jobs are wrapped in only_leader.
+    scheduler.add_job(
+        leadership.campaign, "interval", seconds=CHECK_EVERY, id="leadership", max_instances=1
+    )
+    scheduler.add_job(  # events claimed by a replica that died are put back at once
+        leadership.only_leader(leadership.reclaim),
+        "interval",
+        seconds=5,
+        id="reclaim",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(run_deferred_safely),
+        "interval",
+        seconds=policy.lookups.deferred_interval_seconds,
+        id="deferred-lookups",
+        args=(engine,),
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(  # time-boxed containments whose time has come are undone
+        leadership.only_leader(engine.incidents.expire_due),
+        "interval",
+        seconds=60,
+        id="containment-expiry",
+        max_instances=1,
+        coalesce=True,
+    )
+    # low-score incidents in one digest; approvals reminded, escalated, timed out; users'
+    # unanswered questions (pipeline/digest.py, sla.py, ask.py)
+    scheduler.add_job(
+        leadership.only_leader(
+            lambda: run_digest_safely(engine.db, policy=engine.policy, clock=engine.triage.clock)
+        ),
+        "interval",
+        seconds=intervals["digest"],
+        id="digest",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(lambda: run_sla(engine.incidents)),
+        "interval",
+        seconds=15,
+        id="approval-sla",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        leadership.only_leader(lambda: ask.run_timeouts(engine)),
+        "interval",
+        seconds=15,
+        id="ask-timeouts",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(  # raw payloads and enrichment past the policy's days
+        leadership.only_leader(retention.run),
+        "interval",
+        seconds=intervals["retention"],
+        id="retention",
+        args=(db, lambda: engine.policy.retention, engine.incidents.now),
+        max_instances=1,
+        coalesce=True,
+    )
+    for source, detector, interval in polled:
+        scheduler.add_job(
+            poll_source,
+            "interval",
+            seconds=interval,
+            id=f"source:{source.name}",
+            args=(db, source, detector, engine.worker.wakeup.set),
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+    engine.on_reload.append(lambda new: reschedule(scheduler, new))
 
 
 async def _connected(handler: Any) -> bool:
@@ -176,85 +289,7 @@ async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     scheduler = AsyncIOScheduler()
     quiet_scheduler()
-    # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
-    scheduler.add_job(engine.worker.wakeup.set, "interval", seconds=30, id="queue-sweep")
-    # Leadership: every replica checks it; singleton jobs are wrapped in only_leader.
-    scheduler.add_job(
-        leadership.campaign, "interval", seconds=CHECK_EVERY, id="leadership", max_instances=1
-    )
-    scheduler.add_job(  # events claimed by a replica that died are put back at once
-        leadership.only_leader(leadership.reclaim),
-        "interval",
-        seconds=5,
-        id="reclaim",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        leadership.only_leader(run_deferred_safely),
-        "interval",
-        seconds=policy.lookups.deferred_interval_seconds,
-        id="deferred-lookups",
-        args=(engine,),
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(  # time-boxed containments whose time has come are undone
-        leadership.only_leader(engine.incidents.expire_due),
-        "interval",
-        seconds=60,
-        id="containment-expiry",
-        max_instances=1,
-        coalesce=True,
-    )
-    # low-score incidents in one digest; approvals reminded, escalated, timed out; users'
-    # unanswered questions (pipeline/digest.py, sla.py, ask.py)
-    scheduler.add_job(
-        leadership.only_leader(
-            lambda: run_digest_safely(engine.db, policy=engine.policy, clock=engine.triage.clock)
-        ),
-        "interval",
-        seconds=policy.digest.interval_minutes * 60,
-        id="digest",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        leadership.only_leader(lambda: run_sla(engine.incidents)),
-        "interval",
-        seconds=15,
-        id="approval-sla",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        leadership.only_leader(lambda: ask.run_timeouts(engine)),
-        "interval",
-        seconds=15,
-        id="ask-timeouts",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(  # raw payloads and enrichment past the policy's days
-        leadership.only_leader(retention.run),
-        "interval",
-        minutes=policy.retention.interval_minutes,
-        id="retention",
-        args=(db, lambda: engine.policy.retention, engine.incidents.now),
-        max_instances=1,
-        coalesce=True,
-    )
-    for source, detector, interval in polled:
-        scheduler.add_job(
-            poll_source,
-            "interval",
-            seconds=interval,
-            id=f"source:{source.name}",
-            args=(db, source, detector, engine.worker.wakeup.set),
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+    schedule_jobs(scheduler, engine, leadership, polled=polled)
     scheduler.start()
     # what start-up made lives as long as the process: keep it out of the garbage
     # collector's full passes, which would otherwise pause every request now and then

@@ -156,12 +156,35 @@ async def deliver(
         await session.commit()
 
 
+class TooLate(InputError):
+    """An answer after the time to answer ran out. ``expired`` says whether this click
+    turned the question into "no answer", so that the caller re-scores ``incident_id``."""
+
+    def __init__(self, incident_id: int, *, expired: bool) -> None:
+        super().__init__("the time to answer has passed; the security team will follow up")
+        self.incident_id, self.expired = incident_id, expired
+
+
+def _overdue(check: UserCheck, *, timeout_minutes: float, now: datetime) -> bool:
+    """Whether ``check`` is still asked but past its time (the timeout job's own test)."""
+    if check.status != UserAnswer.asked.value or check.asked_at is None:
+        return False
+    return as_utc(check.asked_at) <= now - timedelta(minutes=timeout_minutes)
+
+
 async def answer(
-    db: Database, *, check_id: int, actor: str, said: UserAnswer, clock: Clock = system_clock
+    db: Database,
+    *,
+    check_id: int,
+    actor: str,
+    said: UserAnswer,
+    timeout_minutes: float,
+    clock: Clock = system_clock,
 ) -> UserCheck:
     """A click on Yes or No in the direct message. Only the user it was sent to may
-    answer, once, and not after the time ran out; refusals are audited. The caller
-    re-scores the incident (``Engine.refresh``)."""
+    answer, once, and not after ``timeout_minutes``: a late click does what the timeout
+    job would have (the job runs only every so often) and raises :class:`TooLate`.
+    Refusals are audited. The caller re-scores the incident (``Engine.refresh``)."""
     if said not in ANSWERS:
         raise InputError("the answer is yes or no")
     now = as_utc(clock())
@@ -179,6 +202,10 @@ async def answer(
             )
             await session.commit()
             raise NotAuthorized("only the user this question was sent to can answer it")
+    if _overdue(check, timeout_minutes=timeout_minutes, now=now):
+        expired = await _expire_one(db, check, timeout_minutes=timeout_minutes, now=now)
+        raise TooLate(check.incident_id, expired=expired)
+    async with db.session() as session:
         won = await session.exec(
             update(UserCheck)
             .where(
@@ -192,7 +219,7 @@ async def answer(
             check = await session.get(UserCheck, check_id)
             assert check is not None
             if check.status == UserAnswer.no_answer.value:
-                raise InputError("the time to answer has passed; the security team will follow up")
+                raise TooLate(check.incident_id, expired=False)
             raise InputError(f"you answered already ({check.status})")
         incident = await session.get(Incident, check.incident_id)
         assert incident is not None and incident.id is not None
@@ -227,45 +254,55 @@ async def answer(
 async def expire(db: Database, *, policy: Policy, now: datetime) -> list[int]:
     """Mark questions unanswered past ``ask_user.timeout_minutes`` (a signal of its own);
     return the incidents to re-score."""
-    limit = now - timedelta(minutes=policy.ask_user.timeout_minutes)
+    minutes = policy.ask_user.timeout_minutes
     async with db.session() as session:
         due = (
             await session.exec(
                 select(UserCheck).where(
                     UserCheck.status == UserAnswer.asked.value,
-                    col(UserCheck.asked_at) <= limit,
+                    col(UserCheck.asked_at) <= now - timedelta(minutes=minutes),
                 )
             )
         ).all()
-    touched: list[int] = []
-    for check in due:
-        async with db.session() as session:
-            won = await session.exec(
-                update(UserCheck)
-                .where(
-                    col(UserCheck.id) == check.id,
-                    col(UserCheck.status) == UserAnswer.asked.value,
-                )
-                .values(status=UserAnswer.no_answer.value, answered_at=now)
-            )
-            if won.rowcount != 1:
-                continue  # answered meanwhile, or another replica got there first
-            incident = await session.get(Incident, check.incident_id)
-            if incident is not None:
-                _set_answer(incident, check.account, UserAnswer.no_answer)
-                session.add(incident)
-            audit.record(
-                session,
-                actor=ASK_ACTOR,
-                verb="user.no_answer",
-                target=check.account,
-                incident_id=check.incident_id,
-                minutes=policy.ask_user.timeout_minutes,
-            )
-            await outbox.enqueue_card(session, check.incident_id)
-            await session.commit()
-        touched.append(check.incident_id)
+    touched = [
+        check.incident_id
+        for check in due
+        if await _expire_one(db, check, timeout_minutes=minutes, now=now)
+    ]
     return sorted(set(touched))
+
+
+async def _expire_one(
+    db: Database, check: UserCheck, *, timeout_minutes: float, now: datetime
+) -> bool:
+    """Mark one question unanswered (audited, the card redrawn); False when it was
+    answered meanwhile or another replica or click got there first."""
+    async with db.session() as session:
+        won = await session.exec(
+            update(UserCheck)
+            .where(
+                col(UserCheck.id) == check.id,
+                col(UserCheck.status) == UserAnswer.asked.value,
+            )
+            .values(status=UserAnswer.no_answer.value, answered_at=now)
+        )
+        if won.rowcount != 1:
+            return False
+        incident = await session.get(Incident, check.incident_id)
+        if incident is not None:
+            _set_answer(incident, check.account, UserAnswer.no_answer)
+            session.add(incident)
+        audit.record(
+            session,
+            actor=ASK_ACTOR,
+            verb="user.no_answer",
+            target=check.account,
+            incident_id=check.incident_id,
+            minutes=timeout_minutes,
+        )
+        await outbox.enqueue_card(session, check.incident_id)
+        await session.commit()
+    return True
 
 
 async def checks_for(db: Database, incident_id: int) -> list[UserCheck]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from pipeline import routing
 from pipeline.clock import Clock, system_clock
@@ -70,6 +70,8 @@ class Engine:
         self.worker = Worker(db=db, stages=self, size=policy.worker_concurrency, replica=replica)
         self.sender = Sender(db=db, deliver=self.deliver, clock=clock)
         self.incidents.on_enqueue = self.sender.wakeup.set
+        # called with each reloaded policy (``fido serve`` reschedules the jobs it times)
+        self.on_reload: list[Callable[[Policy], None]] = []
 
     async def deliver(self, row: OutboxMessage) -> None:
         """Deliver one outbox row: messages with the notifier (when it can send them: the
@@ -115,14 +117,17 @@ class Engine:
         return outcome.incident
 
     def reload(self, policy: Policy) -> None:
-        """Put ``policy`` in force for everything decided from now on. Detectors, enrichers
-        and sources are built at start-up: a change to them waits for a restart."""
+        """Put ``policy`` in force for everything decided from now on, then tell the
+        ``on_reload`` hooks. Detectors, enrichers and sources are built at start-up: a
+        change to them waits for a restart."""
         for part in ("detectors", "sources", "enrichers", "enricher_options", "lookups"):
             if getattr(policy, part) != getattr(self.policy, part):
                 log.warning("policy reload: %s changed; that takes effect at restart", part)
         self.policy = policy
         self.triage.use(policy)
         self.incidents.use(policy)
+        for hook in self.on_reload:
+            hook(policy)
 
     async def drain(self) -> int:
         """Process every queued event and deliver what they queued; return the events."""

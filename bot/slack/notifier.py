@@ -9,11 +9,11 @@ connection errors) are retried with backoff. A card whose message was deleted is
 again rather than lost.
 
 Slack's rate limits are kept on this side too, by a :class:`Pacer`: one message per
-second per channel (``chat.postMessage``, thread replies included), and each Web API
-method within its tier. A write whose allowance is used up is not made: it raises
-:class:`~pipeline.outbox.Later`, and the outbox sends it when the allowance is back. A 429
-still answered (another replica, another app on the token) holds that channel or method
-for its ``Retry-After``.
+second per channel (``chat.postMessage``, thread replies included), each Web API method
+within its tier, and each viewer's App Home within its own allowance (``home_keys``). A
+write whose allowance is used up is not made: it raises :class:`~pipeline.outbox.Later`,
+and the outbox sends it when the allowance is back. A 429 still answered (another
+replica, another app on the token) holds that channel or method for its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ TIERS: dict[str, tuple[float, float]] = {  # method → (per second, burst)
     "chat.update": (50 / 60, 5),
     "users.lookupByEmail": (100 / 60, 10),
     "conversations.open": (50 / 60, 5),
+    "views.publish": (100 / 60, 10),
 }
+# views.publish is limited per user as well: each viewer's Home tab is drawn at most this
+# often (a burst of 5, then one every 3 seconds), which no person reading it can outpace
+PER_VIEWER = (20 / 60, 5.0)
 
 
 class Pacer:
@@ -96,6 +100,8 @@ class Pacer:
     def _bucket(self, key: str, now: datetime) -> _Bucket | None:
         if key.startswith("channel:"):
             rate, burst = self.per_channel, 1.0
+        elif key.startswith("viewer:"):
+            rate, burst = PER_VIEWER
         elif key in self.tiers:
             rate, burst = self.tiers[key]
         else:
@@ -135,6 +141,11 @@ class Pacer:
 
 def _keys(method: str, channel: str | None) -> tuple[str, ...]:
     return (method, f"channel:{channel}") if method == "chat.postMessage" else (method,)
+
+
+def home_keys(user: str) -> tuple[str, ...]:
+    """The allowances publishing ``user``'s Home tab counts against."""
+    return ("views.publish", f"viewer:{user}")
 
 
 class SlackNotifier:

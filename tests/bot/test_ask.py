@@ -219,6 +219,32 @@ async def test_no_answer_in_time_counts_as_its_own_signal(fido: Fido) -> None:
     assert (await fido.check()).status == "no_answer"
 
 
+async def test_an_answer_after_the_time_is_refused_before_the_timeout_job_runs(
+    fido: Fido,
+) -> None:
+    await fido.alert()
+    before = await fido.incident()
+    fido.clock.now += timedelta(minutes=30)  # due, but run_timeouts has not run yet
+    late = await fido.click(ALICE, "no")
+    assert late["response_type"] == "ephemeral" and late["replace_original"] is False
+    assert late["text"] == (
+        ":warning: the time to answer has passed; the security team will follow up"
+    )
+    check = await fido.check()
+    assert check.status == "no_answer" and check.answered_at is not None
+    after = await fido.incident()  # the same effects as the timeout job, no more
+    assert after.score == before.score + 10 and after.user_answers == {"alice": "no_answer"}
+    assert "did not answer in time" in fido.card(after)
+    assert await audit(fido.engine.db, "user.answered") == []
+    [entry] = await audit(fido.engine.db, "user.no_answer")
+    assert (entry.actor, entry.target, entry.detail["minutes"]) == ("fido:ask", "alice", 30)
+    assert after.message_ts and fido.slack.replies(CHANNEL, after.message_ts) == []
+    assert await ask.run_timeouts(fido.engine) == 0  # nothing left for the job
+    again = await fido.click(ALICE, "yes")
+    assert "time to answer has passed" in again["text"]
+    assert len(await audit(fido.engine.db, "user.no_answer")) == 1
+
+
 async def test_a_user_slack_does_not_know_is_shown_and_not_retried(fido: Fido) -> None:
     fido.slack.emails.clear()
     await fido.alert()

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from bot.settings import Settings
 from bot.slack.app import build_bolt_app, web_client
 from bot.slack.listeners.commands import COMMANDS
 from integrations.detectors.generic import GenericDetector
+from pipeline import audit
+from pipeline.clock import as_utc
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.ingest import ingest
@@ -272,6 +275,40 @@ async def test_pause_resume_and_extend_commands(slack_http: Any, fake_slack: Fak
     assert "no responder named `nope`" in (await slack_http("resume nope"))["text"]
     assert "usage: `/fido extend ACTION HOURS`" in (await slack_http("extend 1"))["text"]
     assert "there is no action 99" in (await slack_http("extend 99 4"))["text"]
+
+
+async def test_extend_pushes_a_time_boxed_containment_back(slack_http: Any, db: Database) -> None:
+    engine = slack_http.pipeline
+    engine.reload(Policy(actions=[ActionPolicy(responder="test_lock", expire_after_hours=4)]))
+    await _alert(db, "x1", "Token theft", "critical", "alice")
+    await engine.drain()
+    action = await engine.incidents.approve(
+        incident_id=1, responder="test_lock", target="alice", actor="UANALYST"
+    )
+    assert action.id is not None and action.expires_at is not None
+    ends = as_utc(action.expires_at) + timedelta(hours=2.5)
+
+    refused = await slack_http(f"extend {action.id} 2.5", user="USTRANGER")
+    assert refused["text"] == (
+        ":no_entry: you are not an approver, so you cannot extend this. "
+        "This attempt has been recorded."
+    )
+    reply = await slack_http(f"extend {action.id} 2.5h")
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == (
+        f"test_lock on alice now ends <!date^{int(ends.timestamp())}"
+        f"^{{date_short_pretty}} {{time}}|{ends:%Y-%m-%d %H:%M} UTC>."
+    )
+    found = await engine.incidents.get(1)
+    assert found is not None
+    [extended] = found[1]
+    assert extended.expires_at is not None and as_utc(extended.expires_at) == ends
+    async with db.session() as session:
+        entries = await audit.entries(session, verb="action.extended")
+    assert [(e.actor, e.target, e.detail["expires_at"]) for e in entries] == [
+        ("UANALYST", "test_lock:alice", ends.isoformat())
+    ]
+    assert engine.responders["test_lock"].locked == {"alice"}  # type: ignore[attr-defined]
 
 
 async def _alert(db: Database, alert_id: str, title: str, severity: str, user: str) -> None:

@@ -53,6 +53,11 @@ class Home:
     async def open(self, user: str) -> dict[str, Any]:
         """``user`` opens Fido's Home tab; the view published for them."""
         count = len(self.fake.calls("views.publish")) + 1
+        await self.opens(user)
+        return await self.published(user, count)
+
+    async def opens(self, user: str) -> None:
+        """Slack tells Fido that ``user`` opened its Home tab (nothing awaited)."""
         event = {
             "token": "x",
             "team_id": "T0FIDO",
@@ -69,7 +74,6 @@ class Home:
             },
         }
         await self.post(json.dumps(event).encode(), "application/json")
-        return await self.published(user, count)
 
     async def published(self, user: str, count: int, timeout: float = 5) -> dict[str, Any]:
         """The first view published for ``user`` as the ``count``-th call or later."""
@@ -253,9 +257,23 @@ async def test_a_failed_publish_is_dropped_and_the_next_opening_works(home: Home
     await home.open("UANALYST")  # answered 500: logged, nothing raised
     view = await home.open("UANALYST")
     assert "Fido" in text_of(view)
-    home.fake.fail_next("views.publish", "ratelimited", status=429, headers={"Retry-After": "1"})
-    await home.open("UANALYST")
+    await asyncio.sleep(0.5)
+    assert len(home.fake.calls("views.publish")) == 2  # not drawn again by itself
     assert home.fake.refused == []
+
+
+async def test_a_rate_limited_publish_is_drawn_again_after_retry_after(home: Home) -> None:
+    home.fake.fail_next("views.publish", "ratelimited", status=429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    await home.open("UANALYST")  # answered 429 …
+    await home.opens("UANALYST")  # … so Slack is not asked again before Retry-After
+    await asyncio.sleep(0.3)
+    assert len(home.fake.calls("views.publish")) == 1
+    redrawn = await home.published("UANALYST", 2)  # … then drawn once, with what is current
+    assert time.monotonic() - started >= 1.0
+    assert "Fido" in text_of(redrawn)
+    await asyncio.sleep(0.5)
+    assert len(home.fake.calls("views.publish")) == 2
 
 
 async def test_the_messages_tab_is_not_drawn(home: Home) -> None:

@@ -24,7 +24,7 @@ from integrations.detectors.generic import GenericDetector
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.ingest import ingest
-from pipeline.models import AuditEntry, Incident, OutboxStatus
+from pipeline.models import Action, AuditEntry, Incident, OutboxStatus
 from pipeline.policy import ActionPolicy, Policy
 from tests.fixtures.slack import (
     FakeSlack,
@@ -167,6 +167,12 @@ async def audit(db: Database, verb: str) -> list[AuditEntry]:
             select(AuditEntry).where(AuditEntry.verb == verb).order_by(col(AuditEntry.id))
         )
         return list(rows.all())
+
+
+async def actions(fido: Fido) -> list[Action]:
+    found = await fido.engine.incidents.get(1)
+    assert found is not None
+    return found[1]
 
 
 async def test_resolve_closes_the_incident_and_updates_the_card(fido: Fido, db: Database) -> None:
@@ -342,3 +348,30 @@ async def test_remove_button_in_the_list(fido: Fido) -> None:
     assert await fido.engine.incidents.suppressions() == []
     twice = await fido.click(APPROVER, remove)
     assert twice is not None and "there is no suppression 1 in force" in twice["text"]
+
+
+async def test_deny_records_the_decision_and_redraws_the_card(fido: Fido, db: Database) -> None:
+    await fido.alert()
+    card = await fido.card(1)
+    (deny,) = buttons(card, ActionId.DENY)
+
+    refused = await fido.click(STRANGER, deny)
+    assert refused is not None and refused["response_type"] == "ephemeral"
+    assert refused["text"] == (
+        ":no_entry: you are not an approver, so you cannot deny test_lock. "
+        "This attempt has been recorded."
+    )
+    [refusal] = await audit(db, "refused")
+    assert (refusal.actor, refusal.target, refusal.incident_id) == (STRANGER, "deny test_lock", 1)
+    assert await actions(fido) == []
+    assert fido.slack.calls("chat.update") == []
+
+    await fido.click(APPROVER, deny, updates=1)
+    [action] = await actions(fido)
+    assert (action.responder, action.target, action.status) == ("test_lock", "alice", "denied")
+    [entry] = await audit(db, "action.denied")
+    assert (entry.actor, entry.target, entry.incident_id) == (APPROVER, "test_lock:alice", 1)
+    denied = await fido.card(1)
+    assert buttons(denied, ActionId.APPROVE) == [] and buttons(denied, ActionId.DENY) == []
+    assert f"*Denied* by <@{APPROVER}>" in texts(denied)
+    assert fido.engine.responders["test_lock"].executions == []  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from pipeline import audit, reads
+from pipeline import audit, reads, stats
 from pipeline import db as database
 from pipeline.db import Database
 from pipeline.incidents import IncidentService
@@ -249,6 +249,93 @@ async def test_health_of_every_part(db: Database) -> None:
     assert [p.state for p in later.parts if p.kind == "enricher"] == [reads.State.ok]
 
 
+async def _acted_and_approved(db: Database, now: datetime) -> None:
+    """Incident 1: Fido locked bob by itself (contained in 2 min), closed as a true positive
+    12 min in; incident 2: UBOB approved a lock 6 min in (acknowledged, approved and
+    contained then). Mean times: acknowledge 9m, approve 6m, contain 4m."""
+    minute = timedelta(minutes=1)
+    await _incident(
+        db,
+        1,
+        created_at=now - 60 * minute,
+        decision="auto_act",
+        status="closed",
+        verdict="true_positive",
+    )
+    await _incident(db, 2, created_at=now - 30 * minute, decision="ask_approval", score=80)
+    async with db.session() as session:
+        for number, by, approvals, at in (
+            (1, "fido", [], now - 58 * minute),
+            (2, "UBOB", ["UBOB"], now - 24 * minute),
+        ):
+            session.add(
+                Action(
+                    incident_id=number,
+                    responder="lock",
+                    target=f"user{number}",
+                    requested_by=by,
+                    approved_by=approvals[0] if approvals else None,
+                    approvals=approvals,
+                    status="succeeded",
+                    idempotency_key=f"k{number}",
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+        for actor, verb, number, at in (
+            ("fido", "action.succeeded", 1, now - 58 * minute),
+            ("UANN", "incident.closed", 1, now - 48 * minute),
+            ("UBOB", "action.succeeded", 2, now - 24 * minute),
+        ):
+            entry = audit.record(
+                session, actor=actor, verb=verb, target="lock:x", incident_id=number
+            )
+            entry.at = at
+        await session.commit()
+
+
+MEAN_TIMES = "*Mean time* to acknowledge 9m · to approve 6m · to contain 4m"
+PRECISION = (
+    "*Auto-action precision:* *100%* true positives (1 of 1 closed with a verdict; "
+    "1 acted on by itself)"
+)
+
+
+async def test_stats_text_shows_every_mean_time_and_the_precision(db: Database) -> None:
+    from bot.slack.detail_blocks import stats_text
+
+    await _acted_and_approved(db, NOW)
+    lines = stats_text(await stats.stats(db, now=NOW)).splitlines()
+    assert lines[-2:] == [MEAN_TIMES, PRECISION]
+    assert "*Incidents:* 2 · 1 still open" in lines
+    assert "  by verdict: true positive 1" in lines
+    assert "  `lock`: succeeded 2" in lines
+
+
+def test_stats_text_of_precision_short_of_all_and_of_nothing_measured() -> None:
+    from bot.slack.detail_blocks import stats_text
+
+    found = stats.Stats(
+        since=NOW - timedelta(days=7),
+        until=NOW,
+        to_acknowledge=timedelta(hours=1, minutes=12, seconds=30),
+        to_approve=timedelta(seconds=42),
+        to_contain=timedelta(days=2, hours=3),
+        precision=stats.Precision(true_positives=2, judged=3, acted=5),
+    )
+    lines = stats_text(found).splitlines()
+    assert lines[-2:] == [
+        "*Mean time* to acknowledge 1h 12m · to approve 42s · to contain 2d 3h",
+        "*Auto-action precision:* *67%* true positives (2 of 3 closed with a verdict; "
+        "5 acted on by itself)",
+    ]
+    empty = stats_text(stats.Stats(since=NOW - timedelta(days=7), until=NOW)).splitlines()
+    assert empty[-2:] == [
+        "*Mean time* to acknowledge – · to approve – · to contain –",
+        "*Auto-action precision:* no verdicts yet on the 0 incidents Fido acted on by itself",
+    ]
+
+
 # -- the command line -------------------------------------------------------------------
 
 
@@ -299,6 +386,32 @@ def test_fido_stats(stored: str) -> None:
     text = runner.invoke(app, ["stats"])
     assert text.exit_code == 0 and "Fido over the last 7 days" in text.output
     assert "*Auto-action precision:* no verdicts yet" in text.output
+
+
+def test_fido_stats_shows_mean_times_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fido.db'}"
+    database.upgrade(url)
+
+    async def store() -> None:
+        db = database.Database(url)
+        await _acted_and_approved(db, datetime.now(UTC))
+        await db.dispose()
+
+    asyncio.run(store())
+    monkeypatch.setenv("FIDO_DATABASE_URL", url)
+    shown = CliRunner().invoke(app, ["stats"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert MEAN_TIMES in lines and PRECISION in lines
+    report = json.loads(CliRunner().invoke(app, ["stats", "--json"]).output)
+    assert (report["to_acknowledge"], report["to_approve"], report["to_contain"]) == (
+        540.0,
+        360.0,
+        240.0,
+    )
+    assert report["precision"] == {"true_positives": 1, "judged": 1, "acted": 1, "value": 1.0}
 
 
 # -- the blocks stay within Slack's limits ------------------------------------------------

@@ -3,8 +3,11 @@ everyone who opened it recently whenever something changes — a click, a comman
 automatic action or an expiry (the incident service's ``kick``), debounced so a burst of
 changes costs one ``views.publish`` per viewer.
 
-A failed ``views.publish`` is logged and dropped: the tab is a view of the database, drawn
-again at the next change or opening, so nothing is lost."""
+Drawing keeps Slack's limits (``views.publish``'s tier, and each viewer's own allowance,
+in a :class:`~bot.slack.notifier.Pacer`): a drawing that must wait — the allowance used
+up, or a 429 whose ``Retry-After`` holds the method — is made once the wait is over, with
+what is current then. Any other failure is logged and dropped: the tab is a view of the
+database, drawn again at the next change or opening, so nothing is lost."""
 
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.home import home_view, notice_block
+from bot.slack.notifier import Pacer, delivery_error, home_keys
 from pipeline import reads
 from pipeline.engine import Engine
 
@@ -37,8 +42,12 @@ class HomeRefresher:
         labels: Mapping[str, str],
         *,
         delay: float = 0.3,
+        pacer: Pacer | None = None,
     ) -> None:
         self.engine, self.client, self.labels, self.delay = engine, client, dict(labels), delay
+        self.pacer = pacer or Pacer()
+        self._waiting: dict[str, asyncio.Task[None]] = {}  # user → their drawing held back
+        self._notices: dict[str, str] = {}  # user → the notice that drawing will show
         self.viewers: dict[str, float] = {}  # user → when they last opened or used the tab
         self.watch = WATCH_SECONDS
         self._task: asyncio.Task[None] | None = None
@@ -66,14 +75,42 @@ class HomeRefresher:
         )
 
     async def publish(self, user: str, *, notice: str | None = None) -> None:
+        """Draw ``user``'s tab now, or once Slack's limits allow (see the module)."""
         self.seen(user)
+        keys = home_keys(user)
+        wait = self.pacer.take(*keys)
+        if wait > 0:
+            self._later(user, wait, notice)
+            return
         try:
             view = await self.view(user)
             if notice:
                 view["blocks"].insert(1, notice_block(notice))
             await self.client.views_publish(user_id=user, view=view)
+        except SlackApiError as exc:
+            retry_after = delivery_error(exc).retry_after
+            if retry_after is None:  # drawn again at the next change or opening
+                log.warning("App Home for %s not published: %s", user, exc)
+                return
+            self.pacer.hold(retry_after, *keys)
+            self._later(user, retry_after, notice)
         except Exception as exc:  # drawn again at the next change or opening
             log.warning("App Home for %s not published: %s", user, exc)
+
+    def _later(self, user: str, wait: float, notice: str | None) -> None:
+        """Draw ``user``'s tab in ``wait`` seconds. One drawing waits per viewer: later
+        reasons to draw join it, and it shows the latest notice."""
+        if notice:
+            self._notices[user] = notice
+        pending = self._waiting.get(user)
+        if pending is None or pending.done():
+            loop = asyncio.get_running_loop()
+            self._waiting[user] = loop.create_task(self._after(user, wait))
+
+    async def _after(self, user: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._waiting.pop(user, None)  # a drawing that must wait again is held anew
+        await self.publish(user, notice=self._notices.pop(user, None))
 
     def seen(self, user: str) -> None:
         self.viewers[user] = time.monotonic()
