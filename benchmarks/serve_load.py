@@ -52,7 +52,7 @@ from tests.fixtures.slack import FakeSlack  # noqa: E402
 
 TOKEN = "bench-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-LAUNCHER = ROOT / "benchmarks" / "_slow_serve.py"
+LAUNCHER = Path(os.environ.get("FIDO_BENCH_LAUNCHER") or ROOT / "benchmarks" / "_slow_serve.py")
 
 
 # --- the fake Slack, with arrival times -----------------------------------------------------

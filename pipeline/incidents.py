@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from pipeline import act, audit, controls, outbox, queue, suppress
@@ -140,11 +140,12 @@ class IncidentService:
         if ref is None or (ref.channel, ref.ts) == (incident.message_channel, incident.message_ts):
             return
         async with self.db.session(durable=False) as session:
-            fresh = await session.get(Incident, incident.id)
-            if fresh is not None:
-                fresh.message_channel, fresh.message_ts = ref.channel, ref.ts
-                session.add(fresh)
-                await session.commit()
+            await session.exec(
+                update(Incident)
+                .where(col(Incident.id) == incident.id)
+                .values(message_channel=ref.channel, message_ts=ref.ts)
+            )
+            await session.commit()
         incident.message_channel, incident.message_ts = ref.channel, ref.ts
 
     # -- reads -----------------------------------------------------------------------------
