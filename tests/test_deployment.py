@@ -236,9 +236,33 @@ def test_compose_parses_and_agrees_with_the_settings() -> None:
     load_policy(COMPOSE.parent / source)  # the policy it mounts is valid
     [port] = fido["ports"]
     assert port.rsplit(":", 1)[1] == environment["FIDO_HTTP_PORT"]
-    check = " ".join(fido["healthcheck"]["test"])
-    path = re.search(r"http://127\.0\.0\.1:\d+(/[a-z]+)", check)
-    assert path is not None and path.group(1) in routes()
+
+
+# -- probes --------------------------------------------------------------------------------
+
+
+def probed_path(command: str) -> str:
+    path = re.search(r"http://127\.0\.0\.1:\d+(/[a-z]+)", command)
+    assert path is not None, command
+    return path.group(1)
+
+
+def test_every_container_health_check_is_the_liveness_probe() -> None:
+    """Docker's health status is what restarts or replaces a container (Swarm, autoheal):
+    it must be ``/healthz``, which a database outage does not fail, never ``/readyz``."""
+    [check] = [a for k, a in dockerfile() if k == "HEALTHCHECK"]
+    assert probed_path(check) == "/healthz"
+    fido = yaml.safe_load(COMPOSE.read_text())["services"]["fido"]
+    if "healthcheck" in fido:  # else the image's own
+        assert probed_path(" ".join(fido["healthcheck"]["test"])) == "/healthz"
+
+
+def test_the_guide_puts_each_probe_to_its_purpose() -> None:
+    guide = " ".join(GUIDE.read_text().split())
+    assert "`livenessProbe` on `/healthz`" in guide
+    assert "`readinessProbe` on `/readyz`" in guide
+    assert "`HEALTHCHECK` on `GET /healthz`" in guide
+    assert not re.search(r"health ?check on `GET /readyz`", guide)
 
 
 # -- the guide -----------------------------------------------------------------------------
