@@ -4,11 +4,14 @@ line for a log shipper (``FIDO_LOG_FORMAT=json``).
 A JSON line holds ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, the
 ``event_id`` and ``incident_id`` the line is about when known (bound per task by the
 pipeline, ``pipeline/observe.py``, or given with ``extra=``), any other ``extra=`` field, and
-an exception as one ``exception`` field (its type and first line) plus, for a bug, its
-``traceback`` as one string.
+an exception as one ``exception`` field: its type and first line for a dependency's failure,
+its whole traceback (which ends with them) for a bug.
 
-Two rules hold in both formats:
+Three rules hold in both formats:
 
+- **A message is one line.** An exception formatted into it (``"…: %s", exc``) may bring
+  several (SQLAlchemy's errors bring three): line breaks in the message are collapsed to
+  spaces. Only a traceback, logged with ``exc_info``, spans lines.
 - **A failing dependency is one line.** When the exception is a dependency's failure — the
   database unreachable, a connection refused or timed out, an integration's error — the
   line carries its reason and no traceback, unless the level is DEBUG. A bug (any other
@@ -45,6 +48,7 @@ _SECRETS = re.compile(
     re.IGNORECASE,
 )
 MASK = "[redacted]"
+_BREAK = re.compile(r"\s*[\r\n]+\s*")
 
 # LogRecord's own attributes; anything else on a record came from ``extra=``
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -69,6 +73,11 @@ def redact(line: str) -> str:
         return (match.group("bearer") or match.group("pair") or "") + MASK
 
     return _SECRETS.sub(mask, line)
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks (and the indentation after them) as one space."""
+    return _BREAK.sub(" ", message.strip())
 
 
 def dependency_failure(exc: BaseException) -> bool:
@@ -118,6 +127,10 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         exception = _exception(record)
         if exception is None:
@@ -141,7 +154,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": one_line(record.getMessage()),
             **_context(record),
         }
         for key, value in vars(record).items():
@@ -149,9 +162,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
         exception = _exception(record)
         if exception is not None:
-            entry["exception"], trace = exception
-            if trace is not None:
-                entry["traceback"] = trace
+            reason, trace = exception
+            entry["exception"] = reason if trace is None else trace
         return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 

@@ -30,7 +30,7 @@ from pipeline import act, ask, observe, queue, retention, sources
 from pipeline import db as database
 from pipeline.digest import run_digest_safely
 from pipeline.engine import Engine
-from pipeline.leader import CHECK_EVERY, Leadership
+from pipeline.leader import CHECK_EVERY, Leadership, interrupt_actions
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, HoldsContainment, Source
@@ -230,13 +230,14 @@ async def serve(settings: Settings) -> None:
     detectors, responders = wiring.detectors(), wiring.responders()
     polled = wiring.sources()
     await database.upgrade_when_reachable(settings.database_url)  # retries, one line each
-    db = database.Database(settings.database_url)
+    db = database.Database(settings.database_url, replica=settings.replica)
     leadership = Leadership(db, replica=settings.replica)  # singleton jobs run on the leader
     await leadership.start()
     enrichers = metrics.timed_enrichers(wiring.enrichers(db))  # fido_enricher_seconds
     released = await queue.release(db, replica=settings.replica)
     if released:
         log.info("released %d events this replica (%s) left in flight", released, settings.replica)
+    await interrupt_actions(db, replica=settings.replica)  # never run twice: a person decides
     slack_session = aiohttp.ClientSession()  # pooled connections for every Web API call
     client = web_client(settings, slack_session)
     assert settings.slack_channel is not None

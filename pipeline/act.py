@@ -76,6 +76,7 @@ async def _claim(
             responder=responder,
             target=target,
             idempotency_key=key,
+            replica=db.replica,  # the replica running it, should it die meanwhile
             **fields,  # type: ignore[arg-type]
         )
         session.add(action)
@@ -184,6 +185,7 @@ async def approve(
             )
             .values(
                 status=ActionStatus.running.value,
+                replica=db.replica,
                 approved_by=actor,
                 approvals=[*action.approvals, actor],
                 updated_at=utcnow(),
@@ -194,6 +196,7 @@ async def approve(
         raise InputError(f"{responder} on {target} was decided by someone else just now")
     action.status, action.approved_by = ActionStatus.running.value, actor
     action.approvals = [*action.approvals, actor]
+    action.replica = db.replica
     return await _run(db, policy, runner, action, actor=actor)
 
 
@@ -278,6 +281,7 @@ async def respond(
         approved_by=operator,
         approvals=[operator],
         idempotency_key=key,
+        replica=db.replica,
     )
     async with db.session() as session:
         session.add(action)

@@ -266,10 +266,13 @@ async def upgrade_when_reachable(
 
 
 class Database:
-    """One async engine and its session factory."""
+    """One async engine and its session factory, and ``replica``: the name of the process
+    using it among the replicas sharing the database (``FIDO_REPLICA`` in ``fido serve``),
+    written on what it starts and might leave half-done (a running action)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, replica: str | None = None) -> None:
         self.url = url
+        self.replica = replica[:128] if replica else None
         self.sqlite = is_sqlite(url)
         options: dict[str, Any] = {"pool_timeout": POOL_TIMEOUT}
         if self.sqlite:

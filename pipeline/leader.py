@@ -14,10 +14,13 @@ connection is lost:
   every ``CHECK_EVERY`` seconds, so when the leader dies another takes over within
   seconds.
 
-The leader also frees the events that a replica which is gone left claimed: a name whose
-lock can be taken belongs to no live process, so its ``processing`` events are put back
-at once instead of after their lease (``pipeline/queue.py``). The leader holds that name's
-lock while it does, so a replica restarting under it waits for the release to finish.
+The leader also settles what a replica which is gone left half-done: a name whose lock
+can be taken belongs to no live process, so its ``processing`` events are put back at once
+instead of after their lease (``pipeline/queue.py``), and the actions it was running are
+marked ``interrupted`` (``interrupt_actions``): a responder stopped mid-call may or may not
+have acted, so Fido never runs it again on its own; the card says so and who may check.
+The leader holds that name's lock while it does, so a replica restarting under it waits
+for the release to finish; a replica restarting under its own name settles its own.
 
 A leader that loses its connection stops leading at its next check; until then two
 replicas may both run a job, which the jobs tolerate (their updates are conditional).
@@ -32,16 +35,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, select
 
-from pipeline import queue
+from pipeline import audit, outbox, queue
+from pipeline.act import SYSTEM_ACTOR
 from pipeline.db import Database, first_line
 from pipeline.errors import ConfigError
 from pipeline.locks import lock_key
-from pipeline.models import Event, EventStatus
+from pipeline.models import Action, ActionStatus, Event, EventStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +178,8 @@ class Leadership:
         return run
 
     async def reclaim(self) -> int:
-        """On the leader: put back the events claimed by replicas that are gone. Returns
-        how many."""
+        """On the leader: put back the events claimed by replicas that are gone and mark
+        the actions they were running interrupted. Returns how many of both."""
         if self.db.sqlite or not self.leader or self._connection is None:
             return 0
         try:
@@ -188,7 +192,7 @@ class Leadership:
 
     async def _reclaim(self) -> int:
         async with self.db.session() as session:
-            names = (
+            claiming = (
                 await session.exec(
                     select(Event.claimed_by)
                     .where(
@@ -199,17 +203,87 @@ class Leadership:
                     .distinct()
                 )
             ).all()
+            acting = (
+                await session.exec(
+                    select(Action.replica)
+                    .where(
+                        col(Action.status) == ActionStatus.running.value,
+                        col(Action.replica).is_not(None),
+                        col(Action.replica) != self.replica,
+                    )
+                    .distinct()
+                )
+            ).all()
         released = 0
-        for name in names:
-            if name is None or not await self._try(self._replica_key(name)):
+        for name in sorted({n for n in (*claiming, *acting) if n is not None}):
+            if not await self._try(self._replica_key(name)):
                 continue  # alive
             try:
-                count = await queue.release(self.db, replica=name)
+                events = await queue.release(self.db, replica=name)
+                actions = await interrupt_actions(self.db, replica=name)
             finally:
                 await self._unlock(self._replica_key(name))
-            if count:
+            if events:
                 log.info(
-                    "released %d events left in flight by replica %s, which is gone", count, name
+                    "released %d events left in flight by replica %s, which is gone", events, name
                 )
-            released += count
+            released += events + actions
         return released
+
+
+INTERRUPTED = (
+    "interrupted: replica {replica} stopped while running this, so whether it took effect is "
+    "unknown. Fido will not run it again: check {target}, and if it is still needed run "
+    "`fido respond {responder} {target}`"
+)
+
+
+async def interrupt_actions(db: Database, *, replica: str) -> int:
+    """Mark the actions ``replica`` was running when it stopped ``interrupted``, each with
+    an audit entry and its card updated, in one transaction. Running a responder again is
+    not safe when its first call may have acted (a second disable, a session killed
+    twice), so a person decides. Returns how many."""
+    async with db.session() as session:
+        running = (
+            await session.exec(
+                select(Action).where(
+                    col(Action.status) == ActionStatus.running.value,
+                    col(Action.replica) == replica[:128],
+                )
+            )
+        ).all()
+        interrupted = 0
+        for action in running:
+            result = INTERRUPTED.format(
+                replica=replica, responder=action.responder, target=action.target
+            )
+            changed = await session.exec(
+                update(Action)
+                .where(
+                    col(Action.id) == action.id,
+                    col(Action.status) == ActionStatus.running.value,
+                )
+                .values(status=ActionStatus.interrupted.value, result=result, updated_at=utcnow())
+            )
+            if changed.rowcount != 1:  # it finished meanwhile
+                continue
+            audit.record(
+                session,
+                actor=SYSTEM_ACTOR,
+                verb=f"action.{ActionStatus.interrupted.value}",
+                target=f"{action.responder}:{action.target}",
+                incident_id=action.incident_id,
+                replica=replica,
+                result=result,
+            )
+            if action.incident_id is not None:
+                await outbox.enqueue_card(session, action.incident_id)
+            interrupted += 1
+        await session.commit()
+    if interrupted:
+        log.warning(
+            "%d actions were running on replica %s when it stopped: marked interrupted",
+            interrupted,
+            replica,
+        )
+    return interrupted

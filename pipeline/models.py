@@ -67,6 +67,8 @@ class ActionStatus(StrEnum):
     undoing = "undoing"
     undone = "undone"
     awaiting_second = "awaiting_2nd"  # approved once; a second, different approver must too
+    # its replica died while running it: whether it took effect is unknown; never re-run
+    interrupted = "interrupted"
 
 
 class Event(SQLModel, table=True):
@@ -162,6 +164,9 @@ class Action(SQLModel, table=True):
     requested_by: str = Field(max_length=64)
     approved_by: str | None = Field(default=None, max_length=64)
     status: str = Field(default=ActionStatus.running.value, max_length=16)
+    # the replica (FIDO_REPLICA) that set it running: if that replica dies, the leader
+    # marks it interrupted; None for ``fido respond``, which no replica watches
+    replica: str | None = Field(default=None, max_length=128)
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     undo_data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     undone_by: str | None = Field(default=None, max_length=64)

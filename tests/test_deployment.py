@@ -7,12 +7,15 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 import typer.main
 import yaml
@@ -22,6 +25,9 @@ from bot.cli import app as cli_app
 from bot.server import build_http_app
 from pipeline.db import Database
 from pipeline.policy import load_policy
+from tests.bot.test_serve import clean_env, fido
+from tests.fixtures.servers import free_port
+from tests.fixtures.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -236,9 +242,106 @@ def test_compose_parses_and_agrees_with_the_settings() -> None:
     load_policy(COMPOSE.parent / source)  # the policy it mounts is valid
     [port] = fido["ports"]
     assert port.rsplit(":", 1)[1] == environment["FIDO_HTTP_PORT"]
-    check = " ".join(fido["healthcheck"]["test"])
-    path = re.search(r"http://127\.0\.0\.1:\d+(/[a-z]+)", check)
-    assert path is not None and path.group(1) in routes()
+
+
+# what .env must hold for the Compose trial, and all it must hold (the guide says so)
+TRIAL_SETTINGS = (
+    "FIDO_WEBHOOK_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "FIDO_SLACK_CHANNEL",
+)
+
+
+def compose_section() -> str:
+    guide = GUIDE.read_text()
+    start = guide.index("## Trying it with Compose")
+    return guide[start : guide.index("\n## ", start + 1)]
+
+
+def test_the_compose_trial_starts_with_only_the_settings_it_asks_for(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    """``fido serve`` as the Compose file runs it — .env copied from .env.example with only
+    the settings the guide names filled in, the service's environment over it, the policy it
+    mounts: it starts and is ready."""
+    fido_service = yaml.safe_load(COMPOSE.read_text())["services"]["fido"]
+    [mount] = fido_service["volumes"]
+    port = free_port()
+    dotenv = dict(
+        re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (ROOT / ".env.example").read_text(), re.M)
+    )
+    filled = dict(
+        zip(TRIAL_SETTINGS, ("trial-token", fake_slack.token, "s", "C0TRIAL"), strict=True)
+    )
+    env = clean_env(**{**dotenv, **filled, **fido_service["environment"]})
+    env.update(  # what only a container has: the postgres service, its own network
+        FIDO_CONFIG=str((COMPOSE.parent / mount.split(":")[0]).resolve()),
+        FIDO_DATABASE_URL=f"sqlite:///{tmp_path / 'fido.db'}",
+        FIDO_HTTP_HOST="127.0.0.1",
+        FIDO_HTTP_PORT=str(port),
+        SLACK_API_URL=fake_slack.base_url,  # Slack's stand-in
+    )
+    process = fido("serve", env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the Compose trial never became ready"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    section = compose_section()
+    for name in TRIAL_SETTINGS:
+        assert name in section, name
+    assert "FIDO_AD_" not in section.split("```")[1]  # the command block: nothing else to fill
+
+
+def test_compose_replicas_get_names_and_ports_of_their_own() -> None:
+    """``--scale fido=3`` makes three replicas: each named after its container's host name
+    (a fixed FIDO_REPLICA would make the second refuse to start), each on its own port."""
+    fido_service = yaml.safe_load(COMPOSE.read_text())["services"]["fido"]
+    assert "FIDO_REPLICA" not in fido_service["environment"]
+    assert "container_name" not in fido_service and "hostname" not in fido_service
+    [port] = fido_service["ports"]
+    address, host_ports, _ = port.split(":")
+    low, _, high = host_ports.partition("-")
+    assert address == "127.0.0.1" and high and int(high) - int(low) >= 2, port
+    assert "--scale fido=" in compose_section()
+
+
+# -- probes --------------------------------------------------------------------------------
+
+
+def probed_path(command: str) -> str:
+    path = re.search(r"http://127\.0\.0\.1:\d+(/[a-z]+)", command)
+    assert path is not None, command
+    return path.group(1)
+
+
+def test_every_container_health_check_is_the_liveness_probe() -> None:
+    """Docker's health status is what restarts or replaces a container (Swarm, autoheal):
+    it must be ``/healthz``, which a database outage does not fail, never ``/readyz``."""
+    [check] = [a for k, a in dockerfile() if k == "HEALTHCHECK"]
+    assert probed_path(check) == "/healthz"
+    fido = yaml.safe_load(COMPOSE.read_text())["services"]["fido"]
+    if "healthcheck" in fido:  # else the image's own
+        assert probed_path(" ".join(fido["healthcheck"]["test"])) == "/healthz"
+
+
+def test_the_guide_puts_each_probe_to_its_purpose() -> None:
+    guide = " ".join(GUIDE.read_text().split())
+    assert "`livenessProbe` on `/healthz`" in guide
+    assert "`readinessProbe` on `/readyz`" in guide
+    assert "`HEALTHCHECK` on `GET /healthz`" in guide
+    assert not re.search(r"health ?check on `GET /readyz`", guide)
 
 
 # -- the guide -----------------------------------------------------------------------------

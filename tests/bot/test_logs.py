@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import text
 
 from bot import logs
+from bot.service import poll_source
+from integrations.detectors.generic import GenericDetector
 from pipeline import observe
 from pipeline.db import Database
 from pipeline.errors import ConfigError
@@ -87,7 +89,7 @@ def test_json_line_has_the_fields_and_the_task_context(captured) -> None:  # typ
     assert "event_id" not in second and second["level"] == "WARNING"  # the task's, not ours
 
 
-def test_a_bug_keeps_its_traceback_as_one_field(captured) -> None:  # type: ignore[no-untyped-def]
+def test_a_bug_keeps_its_traceback_in_one_field(captured) -> None:  # type: ignore[no-untyped-def]
     logger, stream, handler = captured
     handler.setFormatter(logs.JsonFormatter())
     try:
@@ -96,8 +98,9 @@ def test_a_bug_keeps_its_traceback_as_one_field(captured) -> None:  # type: igno
         logger.exception("event 3 failed")
     [line] = lines(stream)  # one line, however long the traceback
     entry = json.loads(line)
-    assert entry["exception"] == "KeyError: 'missing'"
-    assert "Traceback (most recent call last)" in entry["traceback"]
+    assert set(entry) == {"time", "level", "logger", "message", "exception"}
+    assert entry["exception"].startswith("Traceback (most recent call last)")
+    assert entry["exception"].endswith("KeyError: 'missing'")
 
 
 async def test_a_failing_dependency_is_one_line_without_traceback(captured) -> None:  # type: ignore[no-untyped-def]
@@ -115,6 +118,49 @@ async def test_a_failing_dependency_is_one_line_without_traceback(captured) -> N
     assert "refused" in text_line.lower() and "Traceback" not in text_line
     entry = json.loads(json_line)
     assert entry["exception"].startswith("OperationalError: ") and "traceback" not in entry
+
+
+async def test_an_exception_formatted_into_a_message_stays_on_one_line(captured) -> None:  # type: ignore[no-untyped-def]
+    """``log.warning("…: %s", exc)`` with SQLAlchemy's three-line text is one line, in
+    both formats, with the driver's reason kept."""
+    logger, stream, handler = captured
+    exc = await refused()
+    assert "\n" in str(exc)
+    for formatter in (logs.TextFormatter(), logs.JsonFormatter()):
+        handler.setFormatter(formatter)
+        logger.warning("source %s failed: %s", "mail", exc)
+    text_line, json_line = lines(stream)
+    assert "source mail failed: (psycopg.OperationalError)" in text_line
+    assert "refused" in text_line.lower() and "Is the server running" in text_line
+    message = json.loads(json_line)["message"]
+    assert "\n" not in message and message in text_line
+
+
+async def test_with_the_database_unreachable_a_failing_poll_is_one_line() -> None:
+    """A real failure path: a polled source whose database is gone (``bot/service.py``)."""
+
+    class Mail:
+        name, detector = "mail", "generic"
+
+        async def fetch(self, cursor: dict) -> None:
+            raise AssertionError("not reached: the source's lock is taken first")
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    service = logging.getLogger("bot.service")
+    service.addHandler(handler)
+    db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+    try:
+        for formatter in (logs.TextFormatter(), logs.JsonFormatter()):
+            handler.setFormatter(formatter)
+            await poll_source(db, Mail(), GenericDetector(), lambda: None)  # type: ignore[arg-type]
+    finally:
+        service.removeHandler(handler)
+        await db.dispose()
+    text_line, json_line = lines(stream)  # one line per failure
+    assert "WARNING bot.service: source mail failed: " in text_line
+    assert "refused" in text_line.lower()
+    assert json.loads(json_line)["message"] in text_line
 
 
 async def test_debug_shows_the_dependency_traceback(captured) -> None:  # type: ignore[no-untyped-def]

@@ -11,10 +11,12 @@ import schemathesis
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
+import integrations
 from benchmarks.fuzz_webhooks import fuzz
 from bot.server import build_http_app
 from integrations.detectors.generic import GenericDetector
 from integrations.detectors.okta import OktaDetector
+from pipeline import plugins
 from pipeline.db import Database
 
 TOKEN = "openapi-token"
@@ -65,5 +67,7 @@ def test_schemathesis_against_fido_serve_finds_no_server_error(tmp_path: Path) -
     assert not outcome.schemathesis_failed, outcome.report
     assert outcome.exit_code == 0, outcome.log[-3000:]  # still alive, and stopped cleanly
     assert outcome.requests >= 300
+    integrations.load_all()
+    assert outcome.detectors == plugins.detectors.names()  # every built-in one was fuzzed
     # the generated requests reached the parsers and the database, not only the refusals
     assert outcome.statuses[202] > 0 and outcome.statuses[422] > 0, outcome.statuses

@@ -346,7 +346,32 @@ async def test_an_unreachable_database_gets_a_quick_json_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert "database" in response.json()["detail"]
-    assert health.status_code == 503
+    assert health.status_code == 200  # alive: a liveness probe must not restart it for this
+
+
+async def test_healthz_is_liveness_and_never_touches_the_database(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database outage makes every replica unready, never dead: ``/healthz`` answers 200
+    without a query and logs nothing; ``/readyz`` is the probe that names the database."""
+    db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/fido")
+    app = build_http_app(
+        db=db, detectors={"generic": GenericDetector()}, webhook_token=SecretStr(TOKEN)
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://fido.test"
+        ) as c:
+            with caplog.at_level(logging.DEBUG):
+                alive = [await c.get("/healthz") for _ in range(3)]
+            logged = [r for r in caplog.records if r.name.startswith(("bot", "pipeline"))]
+            ready = await c.get("/readyz")
+    finally:
+        await db.dispose()
+    assert [(r.status_code, r.json()) for r in alive] == [(200, {"status": "ok"})] * 3
+    assert logged == []
+    assert ready.status_code == 503
+    assert "database" in ready.json()["failing"]
 
 
 async def test_start_up_retries_an_unreachable_database_with_one_line_per_attempt(

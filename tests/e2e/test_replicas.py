@@ -1,7 +1,8 @@
 """Three real ``fido serve`` replicas on one PostgreSQL database, started together: 2,000
 alerts posted round-robin, one replica killed with SIGKILL in the middle, the other two
 finish its work. Every event is processed once, the incidents' event counts sum to the
-events, every incident has its card and its automatic action once.
+events, every incident has its card and its automatic action once; the actions the killed
+replica was running are marked interrupted by the leader, never left running or run twice.
 
 Runs when ``FIDO_TEST_DATABASE_URL`` names a PostgreSQL (a throw-away database is created
 beside it and dropped afterwards).
@@ -188,12 +189,15 @@ def test_three_replicas_one_killed_every_event_once(
         while True:
             undone = scalar(database, "SELECT count(*) FROM event WHERE status != 'done'")
             unsent = scalar(database, "SELECT count(*) FROM outbox WHERE status != 'sent'")
-            if undone == 0 and unsent == 0:
+            running = scalar(database, "SELECT count(*) FROM action WHERE status = 'running'")
+            if undone == 0 and unsent == 0 and running == 0:
                 break
             for name in names:
                 if name != victim:
                     assert processes[name].poll() is None, logs[name].read_text()
-            assert time.monotonic() < deadline, f"{undone} events, {unsent} messages left"
+            assert time.monotonic() < deadline, (
+                f"{undone} events, {unsent} messages, {running} running actions left"
+            )
             time.sleep(0.25)
     finally:
         for process in processes.values():
@@ -214,14 +218,21 @@ def test_three_replicas_one_killed_every_event_once(
     assert events == counted == scored == ALERTS  # each event processed exactly once
     incidents = scalar(database, "SELECT count(*) FROM incident")
     # every incident acted on once: one action per incident and target, executed once; an
-    # action the killed replica was running when it died stays "running" (never run twice)
+    # action the killed replica was running when it died is marked interrupted by the
+    # leader (whether it acted is unknown: never run twice), none is left running
     assert scalar(database, "SELECT count(*) FROM action") == incidents
     assert scalar(database, "SELECT count(DISTINCT incident_id) FROM action") == incidents
     succeeded = scalar(database, "SELECT count(*) FROM action WHERE status = 'succeeded'")
+    interrupted = scalar(database, "SELECT count(*) FROM action WHERE status = 'interrupted'")
     running = scalar(database, "SELECT count(*) FROM action WHERE status = 'running'")
-    assert succeeded + running == incidents and running <= 8, (succeeded, running)
+    assert running == 0 and succeeded + interrupted == incidents, (succeeded, interrupted)
+    assert interrupted <= 16, interrupted  # at most what its workers held in flight
     audited = "SELECT count(*) FROM audit_entry WHERE verb = 'action.succeeded'"
     assert scalar(database, audited) == succeeded
+    stopped = "SELECT count(*) FROM audit_entry WHERE verb = 'action.interrupted'"
+    assert scalar(database, stopped) == interrupted
+    others = "SELECT count(*) FROM action WHERE status = 'interrupted' AND replica != 'r1'"
+    assert scalar(database, others) == 0  # only the killed replica's
     # each incident's card was posted and recorded once
     carded = scalar(database, "SELECT count(DISTINCT message_ts) FROM incident")
     assert carded == incidents, rows(
