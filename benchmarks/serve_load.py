@@ -13,8 +13,8 @@ Figures (one line each):
 
 The slow enricher is the ``bench_slow`` lookup registered by ``benchmarks/_slow_serve.py``,
 which then runs ``fido serve`` (FIDO_BENCH_LAUNCHER=FILE runs another launcher instead,
-e.g. one that times or counts what the serve does). SQLite by default (a temporary file); PostgreSQL with
-FIDO_DATABASE_URL=postgresql://… (a throw-away schema, dropped at the end).
+e.g. one that times or counts what the serve does). SQLite by default (a temporary file);
+PostgreSQL with FIDO_DATABASE_URL=postgresql://… (a throw-away schema, dropped at the end).
 
     python benchmarks/serve_load.py [--only accept|drain|latency|storm]
         [--workers 32] [--enrich-ms 200] [--seconds 10]
