@@ -4,8 +4,9 @@ Everything that comes from an alert or a directory is escaped for mrkdwn (see
 ``bot.slack.text``), so an alert cannot mention ``@channel`` or plant a link; every text is
 cut to Slack's limits, and the card never exceeds 50 blocks.
 
-Buttons: while the incident is open and the decision is ``ask_approval``, each proposed
-action without an Action row gets an Approve button (style danger, with a confirm dialog) and
+Buttons: while the incident is open and asks for approval (or acts automatically and
+holds some proposals back), each proposed action that does not run by itself and has no
+Action row gets an Approve button (style danger, with a confirm dialog) and
 a Deny button, both carrying the same :class:`~bot.slack.ids.ButtonValue`; each succeeded
 action that can be undone gets an Undo button whose value names the Action row. An open,
 posted incident offers three close buttons (true positive, false positive, benign); once
@@ -265,9 +266,11 @@ def proposal_rows(
         return []
     # a decided action has no buttons; one approved once still has, for the second approver
     decided = {(a.responder, a.target) for a in actions if a.status != ActionStatus.awaiting_second}
-    proposals = {(p.responder, p.target): p for p in proposals_of(incident.proposed_actions)}
-    if incident.decision == Decision.auto_act:  # what ran by itself has its line already
-        proposals = {k: p for k, p in proposals.items() if p.two_person}
+    proposals = {  # what runs by itself has no buttons (and its line, once it ran)
+        (p.responder, p.target): p
+        for p in proposals_of(incident.proposed_actions)
+        if not p.automatic
+    }
     pending = [p for key, p in proposals.items() if key not in decided]
     blocks: list[Block] = []
     for proposal in pending[:MAX_PROPOSALS]:

@@ -263,6 +263,20 @@ def test_automatic_action_is_credited_to_fido() -> None:
     assert buttons(blocks, *APPROVE_DENY) == []
 
 
+def test_only_what_runs_by_itself_loses_its_buttons_when_acting_automatically() -> None:
+    incident = make_incident(
+        decision="auto_act",
+        decision_reason="score 95 ≥ 90; asking for the rest: ad_disable_account on bob …",
+        observables={"users": ["alice", "bob"]},
+        proposed_actions=[
+            {"responder": "ad_disable_account", "target": "alice", "automatic": True},
+            {"responder": "ad_disable_account", "target": "bob"},
+        ],
+    )
+    approve = buttons(card(incident), ActionId.APPROVE)
+    assert [b["text"]["text"] for b in approve] == ["Approve: disable bob"]
+
+
 def test_alert_and_directory_values_cannot_mention_or_link() -> None:
     incident = make_incident(
         title=EVIL,

@@ -127,9 +127,8 @@ async def test_waiting_for_each_approver(db: Database) -> None:
     ]
     await _incident(db, 1, decision="ask_approval", proposed_actions=proposals, score=80)
     await _incident(db, 2, decision="notify", proposed_actions=proposals, score=90)
-    await _incident(
-        db, 3, decision="auto_act", proposed_actions=proposals, score=70
-    )  # only the two-person one waits
+    ran = [{**proposals[0], "automatic": True}, proposals[1]]  # the lock ran by itself
+    await _incident(db, 3, decision="auto_act", proposed_actions=ran, score=70)
     async with db.session() as session:
         session.add(
             Action(

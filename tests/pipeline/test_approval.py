@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from bot.slack.blocks import incident_card, render_text
 from integrations.detectors.generic import GenericDetector
-from pipeline import audit
+from pipeline import audit, reads
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.errors import InputError, NotAuthorized
@@ -249,6 +250,36 @@ async def test_an_action_queued_past_a_lowered_cap_asks_instead(db: Database) ->
     assert "test_lock reached its cap of 0" in (
         (await incident_of(db, "dave")).decision_reason or ""
     )
+
+
+async def test_a_proposal_held_back_in_an_automatic_incident_keeps_its_buttons(
+    db: Database,
+) -> None:
+    lock, held = LockResponder(), LockResponder()
+    engine = Engine(
+        db=db,
+        policy=Policy(
+            actions=[
+                ActionPolicy(responder="test_lock"),
+                ActionPolicy(responder="test_hold", auto=False),
+            ],
+            thresholds=Thresholds(ask_approval=60, auto_act=70),
+        ),
+        enrichers=[DirectoryEnricher(USERS)],
+        responders={"test_lock": lock, "test_hold": held},
+        approvers=[BOB],
+    )
+    incident = await alert(db, engine, "dave")
+    assert incident.decision == "auto_act" and lock.executions == ["dave"]
+    assert "asking for the rest: test_hold on dave always asks" in (incident.decision_reason or "")
+    assert incident.id is not None
+    actions = await engine.incidents.get(incident.id)
+    assert actions is not None
+    waiting = reads.pending(incident, actions[1])
+    assert [(p.responder, p.target) for p in waiting] == [("test_hold", "dave")]
+    drawn = render_text(incident_card(incident, actions[1], labels={"test_hold": "hold"}))
+    assert "Approve: hold dave" in drawn and "Approve: lock" not in drawn
+    assert held.executions == []
 
 
 async def test_a_responders_cap_trips_at_n_plus_one_and_stays_until_reset(db: Database) -> None:
