@@ -342,8 +342,20 @@ class IncidentService:
             f"{target} is your own account: another approver must decide this action"
         )
 
+    def reversible(self) -> frozenset[str]:
+        """The responders whose actions Undo can reverse (as each declares)."""
+        return frozenset(name for name, r in self.responders.items() if r.reversible)
+
     async def undo(self, *, incident_id: int, action_id: int, actor: str) -> Action:
+        """Undo an action (approvers only); refused for a responder that cannot undo."""
         await self._authorize(actor, "undo", incident_id)
+        async with self.db.session() as session:
+            action = await session.get(Action, action_id)
+        if action is not None and action.responder not in self.reversible():
+            raise InputError(
+                f"{action.responder} on {action.target} cannot be undone: "
+                f"{action.responder} is not reversible"
+            )
         try:
             return await act.undo(
                 db=self.db, responders=self.responders, action_id=action_id, actor=actor

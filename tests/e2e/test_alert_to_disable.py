@@ -154,6 +154,7 @@ async def running(
             client,
             channel=CHANNEL,
             labels=wiring.labels(responders),
+            reversible={name for name, r in responders.items() if r.reversible},
             plan=lambda responder, target, facts: responders[responder].plan(target, facts),
         ),
         approvers=settings.approvers,

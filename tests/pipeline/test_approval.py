@@ -282,6 +282,37 @@ async def test_a_proposal_held_back_in_an_automatic_incident_keeps_its_buttons(
     assert held.executions == []
 
 
+class SessionsResponder(LockResponder):
+    """Ends sessions: it leaves undo data, yet nothing can bring the sessions back."""
+
+    reversible = False
+
+
+async def test_an_irreversible_action_offers_no_undo_and_refuses_one(db: Database) -> None:
+    ends = SessionsResponder()
+    engine = Engine(
+        db=db,
+        policy=Policy(
+            actions=[ActionPolicy(responder="test_lock")], thresholds=Thresholds(ask_approval=60)
+        ),
+        enrichers=[DirectoryEnricher(USERS)],
+        responders={"test_lock": ends},
+        approvers=[BOB],
+        people=People(),
+    )
+    incident = await alert(db, engine, "dave")
+    action = await click(engine, incident, "dave", BOB)
+    assert action.status == "succeeded" and action.undo_data and action.id is not None
+    assert engine.incidents.reversible() == frozenset()
+    drawn = incident_card(incident, [action], reversible=engine.incidents.reversible())
+    assert "Undo" not in render_text(drawn)
+    with pytest.raises(InputError, match="test_lock on dave cannot be undone"):
+        await engine.incidents.undo(incident_id=incident.id or 0, action_id=action.id, actor=BOB)
+    async with db.session() as session:
+        kept = await session.get(Action, action.id)
+    assert kept is not None and kept.status == "succeeded"
+
+
 async def test_a_responders_cap_trips_at_n_plus_one_and_stays_until_reset(db: Database) -> None:
     engine, responder = make(db, max_auto_per_hour=2)
     engine.reload(engine.policy.model_copy(update={"thresholds": Thresholds(auto_act=70)}))
