@@ -194,8 +194,8 @@ class ResponderResult:
 
 
 class Impact(StrEnum):
-    """How much a responder's action disturbs: ``high`` asks for more care (two approvers
-    by default, see ``ActionPolicy.two_person``)."""
+    """How much a responder's action disturbs: ``high`` asks for more care — two approvers,
+    never automatic, unless its action rule says ``two_person: false`` (``decide.two_person``)."""
 
     low = "low"  # narrow and easily reversed: one session, one log line
     high = "high"  # locks a person out of everything, or is hard to reverse
