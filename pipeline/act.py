@@ -33,7 +33,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.observables import unsafe_characters
-from pipeline.plugins import Responder
+from pipeline.plugins import Responder, acting_for
 from pipeline.policy import Policy
 from pipeline.records import Proposal, dump_proposals, proposals_of
 
@@ -220,7 +220,8 @@ async def _run(
             status = ActionStatus.dry_run
             summary = f"dry run: would have done this: {runner.plan(action.target)}"
         else:
-            result = await runner.execute(action.target)
+            with acting_for(action.incident_id):
+                result = await runner.execute(action.target)
             status, summary, undo_data = ActionStatus.succeeded, result.summary, result.undo_data
             if rule.expire_after_hours is not None and runner.reversible:
                 expires_at = utcnow() + timedelta(hours=rule.expire_after_hours)
@@ -365,7 +366,8 @@ async def undo(
     if won.rowcount != 1:
         return action  # already undone, being undone, or never succeeded
     try:
-        result = await runner.undo(action.target, action.undo_data)
+        with acting_for(action.incident_id):
+            result = await runner.undo(action.target, action.undo_data)
         status, summary = ActionStatus.undone, result.summary
     except Exception as exc:  # keep the action undoable and say why it failed
         if not isinstance(exc, ResponderError):
