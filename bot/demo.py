@@ -132,7 +132,11 @@ def _verdicts(enrichment: Enrichment, key: str) -> str:
 
 
 def describe(
-    incident: Incident, actions: list[Action], events: list[Event], labels: dict[str, str]
+    incident: Incident,
+    actions: list[Action],
+    events: list[Event],
+    labels: dict[str, str],
+    reversible: frozenset[str],
 ) -> str:
     """An incident as plain terminal text: its events (when each happened and when Fido
     received it), each account once however the alerts wrote it, what the directory and
@@ -177,20 +181,24 @@ def describe(
     ]
     for action in actions:
         lines.append(f"   action: {action.responder} {action.target} {action.status}")
-    card = terminal_text(incident_card(incident, actions, labels=labels))
+    card = terminal_text(incident_card(incident, actions, labels=labels, reversible=reversible))
     buttons = [line for line in card.splitlines() if line.startswith("[ ")]
     lines.append("   an approver sees on the card in Slack:")
     lines += [f"     {line}" for line in buttons]
     return "\n".join(lines)
 
 
-def slack_notifier(settings: Settings, labels: dict[str, str]) -> Notifier:
+def slack_notifier(
+    settings: Settings, labels: dict[str, str], reversible: frozenset[str]
+) -> Notifier:
     """The notifier ``fido serve`` uses, posting to ``FIDO_SLACK_CHANNEL``."""
     from bot.slack.app import web_client
     from bot.slack.notifier import SlackNotifier
 
     assert settings.slack_channel is not None
-    return SlackNotifier(web_client(settings), channel=settings.slack_channel, labels=labels)
+    return SlackNotifier(
+        web_client(settings), channel=settings.slack_channel, labels=labels, reversible=reversible
+    )
 
 
 async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
@@ -205,6 +213,7 @@ async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
         context = Context()  # the bundled plugins need no client, secret or directory
         responder = build_plugin(responders, "log_only", {}, context)
         labels = {"log_only": responder.label}
+        reversible = frozenset({"log_only"} if responder.reversible else ())
         inventory = build_plugin(
             lookups,
             "asset_inventory",
@@ -219,7 +228,7 @@ async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
                 *lookup_enrichers([inventory], db=db, policy=policy),
             ],
             responders={"log_only": responder},
-            notifier=slack_notifier(slack, labels) if slack is not None else None,
+            notifier=slack_notifier(slack, labels, reversible) if slack is not None else None,
             approvers=[DEMO_APPROVER],
         )
         detector = build_plugin(detectors, "generic", {}, context)
@@ -236,7 +245,7 @@ async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
             found = await engine.incidents.get(incident_id)
             assert found is not None
             events = await engine.incidents.events_of(incident_id)
-            out.write(describe(*found, events, labels) + "\n\n")
+            out.write(describe(*found, events, labels, reversible) + "\n\n")
         for incident_id in touched:
             found = await engine.incidents.get(incident_id)
             assert found is not None
@@ -254,7 +263,7 @@ async def run_demo(out: TextIO, slack: Settings | None = None) -> int:
                 updated = await engine.incidents.get(incident_id)
                 assert updated is not None
                 events = await engine.incidents.events_of(incident_id)
-                out.write(describe(*updated, events, labels) + "\n")
+                out.write(describe(*updated, events, labels, reversible) + "\n")
                 break
         if slack is not None:
             out.write(

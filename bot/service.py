@@ -250,6 +250,7 @@ async def serve(settings: Settings) -> None:
             client,
             channel=settings.slack_channel,
             labels=wiring.labels(responders),
+            reversible={name for name, r in responders.items() if r.reversible},
             plan=lambda responder, target, facts: responders[responder].plan(target, facts),
             # within Slack's per-channel and per-method rate limits
             pacer=Pacer(per_channel=settings.slack_messages_per_second),

@@ -19,18 +19,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pipeline import audit, outbox
+from pipeline import audit, controls, outbox
+from pipeline.clock import as_utc
 from pipeline.db import Database
 from pipeline.errors import InputError, NotAuthorized, ResponderError
-from pipeline.models import Action, ActionStatus, Incident, utcnow
+from pipeline.models import (
+    Action,
+    ActionStatus,
+    Incident,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    utcnow,
+)
 from pipeline.observables import unsafe_characters
-from pipeline.plugins import Responder
+from pipeline.plugins import Responder, acting_for
 from pipeline.policy import Policy
-from pipeline.records import Proposal, proposals_of
+from pipeline.records import Proposal, dump_proposals, proposals_of
 
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "fido"
+SLA_ACTOR = "fido:sla"  # the approval SLA, running a proposal nobody decided in time
 
 
 def idempotency_key(incident_id: int, responder: str, target: str) -> str:
@@ -213,7 +223,8 @@ async def _run(
             status = ActionStatus.dry_run
             summary = f"dry run: would have done this: {runner.plan(action.target)}"
         else:
-            result = await runner.execute(action.target)
+            with acting_for(action.incident_id):
+                result = await runner.execute(action.target)
             status, summary, undo_data = ActionStatus.succeeded, result.summary, result.undo_data
             if rule.expire_after_hours is not None and runner.reversible:
                 expires_at = utcnow() + timedelta(hours=rule.expire_after_hours)
@@ -359,7 +370,8 @@ async def undo(
     if won.rowcount != 1:
         return action  # already undone, being undone, or never succeeded
     try:
-        result = await runner.undo(action.target, action.undo_data)
+        with acting_for(action.incident_id):
+            result = await runner.undo(action.target, action.undo_data)
         status, summary = ActionStatus.undone, result.summary
     except Exception as exc:  # keep the action undoable and say why it failed
         if not isinstance(exc, ResponderError):
@@ -386,16 +398,126 @@ async def undo(
     return action
 
 
-async def auto_actions_by_responder(
-    session: AsyncSession, *, within: timedelta = timedelta(hours=1)
-) -> dict[str, int]:
-    """Automatic actions per responder in the last ``within`` (caller's transaction)."""
-    rows = await session.exec(
-        select(Action.responder, func.count())
-        .where(Action.requested_by == SYSTEM_ACTOR, col(Action.created_at) >= utcnow() - within)
-        .group_by(col(Action.responder))
+async def automatic_counts(
+    session: AsyncSession,
+    switches: controls.Switches,
+    *,
+    queued: bool = True,
+    within: timedelta = timedelta(hours=1),
+) -> tuple[int, dict[str, int]]:
+    """Automatic actions of the last ``within`` (caller's transaction): in all, and per
+    responder since an approver last reset its cap. Counted: those that ran or are running
+    (by triage or by the approval SLA's default) and, with ``queued``, those still waiting
+    in the outbox — each proposal once, however often it was queued."""
+    now = utcnow()
+    ran = await session.exec(
+        select(Action.idempotency_key, Action.responder, Action.created_at).where(
+            col(Action.requested_by).in_([SYSTEM_ACTOR, SLA_ACTOR]),
+            col(Action.created_at) >= now - within,
+        )
     )
-    return {responder: int(count) for responder, count in rows.all()}
+    seen = {key: (responder, as_utc(created)) for key, responder, created in ran.all()}
+    if queued:
+        waiting = await session.exec(
+            select(OutboxMessage.incident_id, OutboxMessage.payload).where(
+                OutboxMessage.kind == OutboxKind.act.value,
+                OutboxMessage.status == OutboxStatus.pending.value,
+            )
+        )
+        for incident_id, payload in waiting.all():
+            proposal = Proposal.model_validate(payload)
+            key = idempotency_key(incident_id or 0, proposal.responder, proposal.target)
+            seen.setdefault(key, (proposal.responder, now))
+    by_responder: dict[str, int] = {}
+    for responder, when in seen.values():
+        reset = switches.reset_at.get(responder)
+        if reset is None or when >= reset:
+            by_responder[responder] = by_responder.get(responder, 0) + 1
+    return len(seen), by_responder
+
+
+async def stopped(
+    session: AsyncSession, policy: Policy, responder: str, *, admitted: bool
+) -> str | None:
+    """Why an automatic action of ``responder`` may not run now, or None.
+
+    ``admitted``: triage queued it within the caps, so it is counted already among the
+    queued ones, and a cap tripped after it was queued (by a later alert of the same burst)
+    does not stop it; only what ran since may. Otherwise (the approval SLA acting by
+    default) it is a new automatic action: a tripped cap stops it, and so does a count
+    that it would take past the cap."""
+    switches = await controls.read(session)
+    rule = policy.rule(responder)
+    if switches.paused:
+        return f"automatic action is paused by <@{switches.paused_by}>"
+    if not rule.auto:
+        return f"{responder} always asks"
+    if not admitted and responder in switches.tripped:
+        return f"{responder} is past its hourly cap until an approver resets it"
+    total, counts = await automatic_counts(session, switches, queued=not admitted)
+    cap = rule.max_auto_per_hour
+    if cap is not None and counts.get(responder, 0) >= cap:
+        return f"{responder} reached its cap of {cap} automatic actions per hour"
+    if total >= (most := policy.max_auto_actions_per_hour):
+        return f"the cap of {most} automatic actions per hour is reached"
+    return None
+
+
+async def run_automatic(
+    *,
+    db: Database,
+    policy: Policy,
+    responders: Mapping[str, Responder],
+    incident_id: int,
+    proposal: Proposal,
+) -> Action | None:
+    """Run an automatic action triage queued — unless automatic action was paused, its rule
+    made to ask, or its hourly cap used up since: then it asks instead (None). The
+    proposal gets its Approve button back, the card and the audit log say why."""
+    key = idempotency_key(incident_id, proposal.responder, proposal.target)
+    async with db.session() as session:
+        decided = (await session.exec(select(Action).where(Action.idempotency_key == key))).first()
+        why = None if decided else await stopped(session, policy, proposal.responder, admitted=True)
+        if why is not None:
+            await _ask_instead(session, incident_id, proposal, why)
+            await session.commit()
+            return None
+    return await execute(
+        db=db,
+        policy=policy,
+        responders=responders,
+        incident_id=incident_id,
+        requested_by=SYSTEM_ACTOR,
+        approved_by=None,
+        responder=proposal.responder,
+        target=proposal.target,
+    )
+
+
+async def _ask_instead(
+    session: AsyncSession, incident_id: int, proposal: Proposal, why: str
+) -> None:
+    """Turn a queued automatic action back into a request for approval (not committed)."""
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        return
+    what = f"{proposal.responder} on {proposal.target}"
+    incident.proposed_actions = dump_proposals(
+        p.model_copy(update={"automatic": False}) if p.same_action(proposal) else p
+        for p in proposals_of(incident.proposed_actions)
+    )
+    incident.decision_reason = f"{incident.decision_reason or ''}; asking for {what}: {why}"
+    incident.updated_at = utcnow()
+    session.add(incident)
+    audit.record(
+        session,
+        actor=SYSTEM_ACTOR,
+        verb="action.asked_instead",
+        target=f"{proposal.responder}:{proposal.target}",
+        incident_id=incident_id,
+        reason=why,
+    )
+    await outbox.enqueue_card(session, incident_id)
 
 
 async def held(db: Database, responder: str) -> list[tuple[str, dict[str, Any]]]:

@@ -3,6 +3,8 @@
 - ``pause``: no automatic action runs anywhere; incidents that would act ask instead.
 - ``cap:RESPONDER``: the responder ran more automatic actions in an hour than its rule's
   ``max_auto_per_hour``; it asks instead of acting until an approver resets it.
+- ``reset:RESPONDER``: when an approver last reset that cap; its count starts again there
+  (else the actions of the hour that tripped it would trip it again at once).
 
 Triage reads them in its own transaction (``read``); setting one also queues a notice to
 the channel, in the same transaction, so the channel always learns of it.
@@ -10,6 +12,7 @@ the channel, in the same transaction, so the channel always learns of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,10 +20,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline import audit, outbox
+from pipeline.clock import as_utc
 from pipeline.models import Control, utcnow
 
 PAUSE = "pause"
 CAP = "cap:"
+RESET = "reset:"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Switches:
     paused_by: str | None = None
     paused_at: datetime | None = None
     tripped: frozenset[str] = field(default_factory=frozenset)  # responders past their cap
+    reset_at: Mapping[str, datetime] = field(default_factory=dict)  # cap reset, by responder
 
     @property
     def paused(self) -> bool:
@@ -43,6 +49,9 @@ async def read(session: AsyncSession) -> Switches:
         paused_by=pause.set_by if pause else None,
         paused_at=pause.set_at if pause else None,
         tripped=frozenset(r.key.removeprefix(CAP) for r in rows if r.key.startswith(CAP)),
+        reset_at={
+            r.key.removeprefix(RESET): as_utc(r.set_at) for r in rows if r.key.startswith(RESET)
+        },
     )
 
 
@@ -92,6 +101,11 @@ async def reset(session: AsyncSession, *, responder: str, actor: str) -> bool:
     if row is None:
         return False
     await session.delete(row)
+    mark = await session.get(Control, RESET + responder)
+    if mark is None:
+        mark = Control(key=RESET + responder, set_by=actor)
+    mark.set_by, mark.set_at = actor, utcnow()
+    session.add(mark)
     audit.record(session, actor=actor, verb="automation.cap_reset", target=responder)
     outbox.enqueue_notice(
         session, f":arrow_forward: <@{actor}> let {responder} act automatically again."

@@ -1,25 +1,27 @@
 """Decide: record, notify, ask for approval, or act automatically — and on whom.
 
 Safety first: protected accounts and look-alike targets are never proposed. Privileged and
-VIP targets, and actions the policy marks high impact (``two_person``), are proposed for
-two distinct approvers and never run automatically. Automatic action is opt-in
-(``thresholds.auto_act``, and ``auto`` per action rule), and falls back to asking when
-enrichment is degraded, in dry-run, while an approver has paused automation, past the
-hourly caps (all responders, and per responder), or when the responder's cap has tripped.
+VIP targets, and high-impact actions (the rule's ``two_person``; unset, the responder's
+impact), are proposed for two distinct approvers and never run automatically. Automatic
+action is opt-in (``thresholds.auto_act``, and ``auto`` per action rule), and falls back to
+asking when enrichment is degraded, in dry-run, while an approver has paused automation,
+past the hourly caps (all responders, and per responder), or when the responder's cap has
+tripped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pipeline.controls import Switches
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
 from pipeline.observables import Kind, Observables, account_name, unsafe_characters
+from pipeline.plugins import Impact
 from pipeline.policy import ActionPolicy, Policy
-from pipeline.records import Proposal, enrichment_of
+from pipeline.records import Proposal, enrichment_of, proposals_of
 from pipeline.score import vip_reason
 
 # How far a decision goes; a later triage never moves an incident down this scale.
@@ -27,10 +29,14 @@ RANK = {Decision.record: 0, Decision.notify: 1, Decision.ask_approval: 2, Decisi
 
 
 class Targets(Protocol):
-    """What decide needs of a responder: the kind of observable it acts on."""
+    """What decide needs of a responder: the kind of observable it acts on, and how much
+    its action disturbs."""
 
     @property
     def target_kind(self) -> Kind: ...
+
+    @property
+    def impact(self) -> Impact: ...
 
 
 @dataclass
@@ -46,14 +52,26 @@ class Verdict:
 class Brakes:
     """What may stop automatic action beyond the incident itself (read by triage)."""
 
-    auto_actions_last_hour: int = 0
-    by_responder: Mapping[str, int] = field(default_factory=dict)  # automatic, last hour
+    auto_actions_last_hour: int = 0  # ran, running or queued
+    by_responder: Mapping[str, int] = field(default_factory=dict)  # the same, since a reset
     switches: Switches = field(default_factory=Switches)
 
+    def counting(self, queued: Sequence[Proposal], tripped: Iterable[str]) -> Brakes:
+        """These brakes once ``queued`` are queued and ``tripped`` tripped: what the next
+        incident of the same triage batch is decided under."""
+        counts = dict(self.by_responder)
+        for proposal in queued:
+            counts[proposal.responder] = counts.get(proposal.responder, 0) + 1
+        switches = replace(self.switches, tripped=self.switches.tripped | frozenset(tripped))
+        return Brakes(self.auto_actions_last_hour + len(queued), counts, switches)
 
-def two_person(rule: ActionPolicy) -> bool:
-    """Whether the policy marks this action high impact: two approvers for every target."""
-    return rule.two_person
+
+def two_person(rule: ActionPolicy, responder: Targets) -> bool:
+    """Whether the action needs two approvers for every target: as its rule says, else
+    when the responder declares itself high impact."""
+    if rule.two_person is not None:
+        return rule.two_person
+    return responder.impact == Impact.high
 
 
 def propose(
@@ -95,17 +113,18 @@ def propose(
                     Proposal(
                         responder=rule.responder,
                         target=target,
-                        two_person=bool(sensitive) or two_person(rule),
+                        two_person=bool(sensitive) or two_person(rule, responder),
                     )
                 )
     return proposed, skipped
 
 
 def _automatic(
-    proposed: list[Proposal], policy: Policy, brakes: Brakes
+    proposed: list[Proposal], policy: Policy, brakes: Brakes, already: set[tuple[str, str]]
 ) -> tuple[list[Proposal], list[str], dict[str, int]]:
     """The proposals that may run without asking, why the others may not, and the
-    responders that this incident takes past their hourly cap."""
+    responders that this incident takes past their hourly cap. Those in ``already`` (queued
+    by an earlier triage of this incident) stay automatic and are not counted again."""
     automatic: list[Proposal] = []
     held: list[str] = []
     trip: dict[str, int] = {}
@@ -113,7 +132,9 @@ def _automatic(
     for proposal in proposed:
         rule = policy.rule(proposal.responder)
         what = f"{proposal.responder} on {proposal.target}"
-        if proposal.two_person:
+        if (proposal.responder, proposal.target) in already and not proposal.two_person:
+            automatic.append(proposal)
+        elif proposal.two_person:
             held.append(f"{what} needs two approvers")
         elif not rule.auto:
             held.append(f"{what} always asks")
@@ -153,7 +174,11 @@ def decide(
         return Verdict(Decision.notify, f"no containment target{why_not}")
     if limits.auto_act is not None and incident.score >= limits.auto_act:
         brakes = brakes or Brakes()
-        automatic, held, trip = _automatic(proposed, policy, brakes)
+        already = {
+            (p.responder, p.target) for p in proposals_of(incident.proposed_actions) if p.automatic
+        }
+        automatic, held, trip = _automatic(proposed, policy, brakes, already)
+        fresh = [p for p in automatic if (p.responder, p.target) not in already]
         if incident.degraded:
             reason = "enrichment is degraded, so asking instead of acting"
         elif policy.dry_run:
@@ -164,7 +189,7 @@ def decide(
             d for d in incident.detectors if (rule := policy.detectors.get(d)) and not rule.auto_act
         ]:
             reason = f"{', '.join(manual)} alerts never act automatically, so asking"
-        elif brakes.auto_actions_last_hour + len(automatic) > policy.max_auto_actions_per_hour:
+        elif brakes.auto_actions_last_hour + len(fresh) > policy.max_auto_actions_per_hour:
             reason = (
                 f"the cap of {policy.max_auto_actions_per_hour} automatic actions per hour "
                 "is reached, so asking instead of acting"

@@ -100,24 +100,21 @@ class IncidentService:
 
     async def deliver(self, message: OutboxMessage) -> None:
         """Deliver one outbox row (the sender retries on error): post or update a card, or
-        run an automatic action (idempotent; it queues the card update itself), or tell the
-        channel a notice."""
+        run an automatic action (idempotent; it queues the card update itself — or asks
+        instead, when automatic action was paused or the responder's cap used up since it
+        was queued), or tell the channel a notice."""
         if message.kind == OutboxKind.notice.value:
             await self.notifier.notice(str(message.payload.get("text", "")))
             return
         if message.incident_id is None:
             raise InputError(f"outbox message {message.id} names no incident")
-        if message.kind == OutboxKind.act.value:
-            proposal = Proposal.model_validate(message.payload)
-            await act.execute(
+        if message.kind == OutboxKind.act.value:  # unless paused or capped since it was queued
+            await act.run_automatic(
                 db=self.db,
                 policy=self.policy,
                 responders=self.responders,
                 incident_id=message.incident_id,
-                requested_by=act.SYSTEM_ACTOR,
-                approved_by=None,
-                responder=proposal.responder,
-                target=proposal.target,
+                proposal=Proposal.model_validate(message.payload),
             )
             self.kick()
             return
@@ -346,8 +343,20 @@ class IncidentService:
             f"{target} is your own account: another approver must decide this action"
         )
 
+    def reversible(self) -> frozenset[str]:
+        """The responders whose actions Undo can reverse (as each declares)."""
+        return frozenset(name for name, r in self.responders.items() if r.reversible)
+
     async def undo(self, *, incident_id: int, action_id: int, actor: str) -> Action:
+        """Undo an action (approvers only); refused for a responder that cannot undo."""
         await self._authorize(actor, "undo", incident_id)
+        async with self.db.session() as session:
+            action = await session.get(Action, action_id)
+        if action is not None and action.responder not in self.reversible():
+            raise InputError(
+                f"{action.responder} on {action.target} cannot be undone: "
+                f"{action.responder} is not reversible"
+            )
         try:
             return await act.undo(
                 db=self.db, responders=self.responders, action_id=action_id, actor=actor

@@ -109,6 +109,26 @@ def counted(records: Sequence[T]) -> Iterator[T]:
     report(total, total)
 
 
+_acting_for: ContextVar[int | None] = ContextVar("fido_acting_for", default=None)
+
+
+@contextmanager
+def acting_for(incident_id: int | None) -> Iterator[None]:
+    """While inside, responders act (and undo) for incident ``incident_id`` — None for an
+    action of no incident (``fido respond``); see ``current_incident``."""
+    token = _acting_for.set(incident_id)
+    try:
+        yield
+    finally:
+        _acting_for.reset(token)
+
+
+def current_incident() -> int | None:
+    """The incident the action under way belongs to, for a responder that passes it on (the
+    webhook's body names it); None outside an action or for one of no incident."""
+    return _acting_for.get()
+
+
 @runtime_checkable
 class Detector(Protocol):
     name: str
@@ -194,8 +214,8 @@ class ResponderResult:
 
 
 class Impact(StrEnum):
-    """How much a responder's action disturbs: ``high`` asks for more care (two approvers
-    by default, see ``ActionPolicy.two_person``)."""
+    """How much a responder's action disturbs: ``high`` asks for more care — two approvers,
+    never automatic, unless its action rule says ``two_person: false`` (``decide.two_person``)."""
 
     low = "low"  # narrow and easily reversed: one session, one log line
     high = "high"  # locks a person out of everything, or is hard to reverse
@@ -227,7 +247,8 @@ class Responder(Protocol):
         ...
 
     async def execute(self, target: str) -> ResponderResult:
-        """Contain the target; raise ResponderError when it cannot."""
+        """Contain the target; raise ResponderError when it cannot. The incident it acts
+        for, if any, is ``current_incident()``."""
         ...
 
     async def undo(self, target: str, undo_data: dict[str, Any]) -> ResponderResult:

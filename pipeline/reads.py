@@ -174,9 +174,7 @@ def pending(incident: Incident, actions: Sequence[Action]) -> list[Proposal]:
     if incident.decision not in (Decision.ask_approval, Decision.auto_act):
         return []
     decided = {(a.responder, a.target) for a in actions if a.status != ActionStatus.awaiting_second}
-    proposals = proposals_of(incident.proposed_actions)
-    if incident.decision == Decision.auto_act:  # only a two-person action waits there
-        proposals = [p for p in proposals if p.two_person]
+    proposals = [p for p in proposals_of(incident.proposed_actions) if not p.automatic]
     return [p for p in proposals if (p.responder, p.target) not in decided]
 
 

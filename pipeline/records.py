@@ -141,6 +141,7 @@ class Proposal(BaseModel):
     responder: str
     target: str
     two_person: bool = False  # runs only after two distinct approvers, never automatically
+    automatic: bool = False  # queued to run without asking: it has no Approve button
 
     def same_action(self, other: Proposal) -> bool:
         """The same responder on the same target (whatever approval each needs)."""

@@ -10,7 +10,10 @@ while a proposal on an open incident has no decision:
    mentioning ``escalate_group``;
 3. after ``timeout_minutes`` each undecided proposal gets the policy's default —
    denied, or run where ``on_timeout``/``act_on_timeout`` say so (never a two-person
-   action) — shown on the card and in the thread, and audited.
+   action) — shown on the card and in the thread, and audited. Running by default is
+   automatic action: while it is paused, for a rule with ``auto: false`` or a responder
+   past its hourly cap, the proposal is neither run nor denied but left for an approver
+   (a denial would be final; acting is what the brake forbids).
 
 Stages only move forward (``approval_stage``, changed by a conditional update, so two
 replicas never send a reminder twice); minutes may be fractional.
@@ -33,12 +36,12 @@ from pipeline.routing import Note, enqueue, minutes_between
 
 log = logging.getLogger(__name__)
 
-SLA_ACTOR = "fido:sla"
+SLA_ACTOR = act.SLA_ACTOR
 REMINDED, ESCALATED, TIMED_OUT = 1, 2, 3
 
 
 async def pending(service: IncidentService, incident: Incident) -> list[Proposal]:
-    """The incident's proposals nobody has decided yet."""
+    """The incident's proposals nobody has decided yet (an automatic one waits for no one)."""
     assert incident.id is not None
     actions = await act.actions_for(service.db, incident_id=incident.id)
     decided = {
@@ -49,7 +52,7 @@ async def pending(service: IncidentService, incident: Incident) -> list[Proposal
     return [
         p
         for p in proposals_of(incident.proposed_actions)
-        if (p.responder, p.target.casefold()) not in decided
+        if (p.responder, p.target.casefold()) not in decided and not p.automatic
     ]
 
 
@@ -107,6 +110,9 @@ async def _timeout(
         mode = "deny" if proposal.two_person else sla.default_for(proposal.responder)
         what = f"{proposal.responder} on {proposal.target}"
         try:
+            if mode == "act" and (why := await _stopped(service, proposal)) is not None:
+                outcomes.append(f"{what}: not run ({why}); left for an approver")
+                continue
             if mode == "act":
                 action = await act.execute(
                     db=service.db,
@@ -148,6 +154,12 @@ async def _timeout(
         await outbox.enqueue_card(session, incident.id)
         await session.commit()
     return True
+
+
+async def _stopped(service: IncidentService, proposal: Proposal) -> str | None:
+    """Why the timeout may not run ``proposal`` by itself now (None: it may)."""
+    async with service.db.session() as session:
+        return await act.stopped(session, service.policy, proposal.responder, admitted=False)
 
 
 async def check(service: IncidentService, incident: Incident, now: datetime) -> bool:

@@ -193,14 +193,16 @@ class Triage:
                 if hit is None or incident.event_count == 1:  # else it changes no decision
                     assess[incident.id] = event
             outcomes: dict[int, Outcome] = {}
+            # one count for the whole batch: what one incident queues, the next one sees
+            brakes = await self._brakes(session, policy) if assess else Brakes()
             for incident_id, incident in incidents.items():
                 last = assess.get(incident_id)
                 if last is None:  # only suppressed alerts joined it
                     outcomes[incident_id] = Outcome(incident=incident)
                     session.add(incident)
                 else:
-                    outcomes[incident_id] = await self._assess(
-                        session, incident, last, policy=policy
+                    outcomes[incident_id], brakes = await self._assess(
+                        session, incident, last, policy=policy, brakes=brakes
                     )
             for event, incident, hit in joined:
                 audit.record(
@@ -284,7 +286,10 @@ class Triage:
             incident = await session.get(Incident, incident_id)
             if incident is None or incident.status != IncidentStatus.open.value:
                 return None
-            outcome = await self._assess(session, incident, None, policy=self.policy)
+            brakes = await self._brakes(session, self.policy)
+            outcome, _ = await self._assess(
+                session, incident, None, policy=self.policy, brakes=brakes
+            )
             audit.record(
                 session,
                 actor=act.SYSTEM_ACTOR,
@@ -299,9 +304,16 @@ class Triage:
         return outcome
 
     async def _assess(
-        self, session: AsyncSession, incident: Incident, event: Event | None, *, policy: Policy
-    ) -> Outcome:
-        """Score and decide ``incident`` in ``session`` (not committed)."""
+        self,
+        session: AsyncSession,
+        incident: Incident,
+        event: Event | None,
+        *,
+        policy: Policy,
+        brakes: Brakes,
+    ) -> tuple[Outcome, Brakes]:
+        """Score and decide ``incident`` in ``session`` (not committed) under ``brakes``;
+        the brakes after it, counting what it queued and tripped."""
         now = as_utc(self.clock())
         history = await gather(
             session, incident=incident, event=event, policy=policy, now=now, keys=self.keys
@@ -309,7 +321,6 @@ class Triage:
         incident.history = history.model_dump(mode="json")
         incident.score, lines = score(incident, policy, history)
         incident.score_breakdown = dump_breakdown(lines)
-        brakes = await self._brakes(session, policy)
         verdict = decide(incident, policy, self.responders, brakes=brakes)
         for responder, count in verdict.trip.items():
             cap = policy.rule(responder).max_auto_per_hour or 0
@@ -326,30 +337,34 @@ class Triage:
                 proposed.append(proposal)
             elif proposal.two_person and not proposed[same[0]].two_person:
                 proposed[same[0]] = proposal  # only ever made stricter
+        acting = verdict.decision is Decision.auto_act and incident.decision == Decision.auto_act
+        queued: list[Proposal] = []  # newly automatic: an earlier triage queued the rest
+        for proposal in verdict.automatic if acting else []:
+            i = next(i for i, p in enumerate(proposed) if p.same_action(proposal))
+            if not proposed[i].automatic and not proposed[i].two_person:
+                proposed[i] = proposed[i].model_copy(update={"automatic": True})
+                queued.append(proposed[i])
         incident.proposed_actions = dump_proposals(proposed)
         # a new decision or a new button is shown at once; the rest can wait a moment
         changed = before is None or incident.decision != before.value or proposed != had
         if changed:
             incident.decision_version += 1  # buttons drawn before this are stale
         session.add(incident)
-        acting = verdict.decision is Decision.auto_act and incident.decision == Decision.auto_act
         publish = await routing.place(session, incident, policy, now=now)
-        return Outcome(
+        outcome = Outcome(
             incident=incident,
-            act=list(verdict.automatic) if acting else [],
+            act=queued,
             publish=publish,
             quiet=history.quiet_repeat,
             decision_changed=changed,
         )
+        return outcome, brakes.counting(queued, verdict.trip)
 
     async def _brakes(self, session: AsyncSession, policy: Policy) -> Brakes:
-        """The pause, the tripped caps and the blast-radius counts, read only when
-        automatic action is enabled at all."""
+        """The pause, the tripped caps and the blast-radius counts (actions run, running
+        and queued), read only when automatic action is enabled at all."""
         if policy.thresholds.auto_act is None:
             return Brakes()
-        by_responder = await act.auto_actions_by_responder(session)
-        return Brakes(
-            auto_actions_last_hour=sum(by_responder.values()),
-            by_responder=by_responder,
-            switches=await controls.read(session),
-        )
+        switches = await controls.read(session)
+        total, by_responder = await act.automatic_counts(session, switches)
+        return Brakes(auto_actions_last_hour=total, by_responder=by_responder, switches=switches)

@@ -4,10 +4,12 @@ Everything that comes from an alert or a directory is escaped for mrkdwn (see
 ``bot.slack.text``), so an alert cannot mention ``@channel`` or plant a link; every text is
 cut to Slack's limits, and the card never exceeds 50 blocks.
 
-Buttons: while the incident is open and the decision is ``ask_approval``, each proposed
-action without an Action row gets an Approve button (style danger, with a confirm dialog) and
+Buttons: while the incident is open and asks for approval (or acts automatically and
+holds some proposals back), each proposed action that does not run by itself and has no
+Action row gets an Approve button (style danger, with a confirm dialog) and
 a Deny button, both carrying the same :class:`~bot.slack.ids.ButtonValue`; each succeeded
-action that can be undone gets an Undo button whose value names the Action row. An open,
+action of a responder that declares itself reversible gets an Undo button whose value names
+the Action row. An open,
 posted incident offers three close buttons (true positive, false positive, benign); once
 closed, the card says by whom and why, and a false positive offers to suppress similar
 alerts (an :class:`~bot.slack.ids.IncidentValue` each).
@@ -16,7 +18,7 @@ alerts (an :class:`~bot.slack.ids.IncidentValue` each).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -265,9 +267,11 @@ def proposal_rows(
         return []
     # a decided action has no buttons; one approved once still has, for the second approver
     decided = {(a.responder, a.target) for a in actions if a.status != ActionStatus.awaiting_second}
-    proposals = {(p.responder, p.target): p for p in proposals_of(incident.proposed_actions)}
-    if incident.decision == Decision.auto_act:  # what ran by itself has its line already
-        proposals = {k: p for k, p in proposals.items() if p.two_person}
+    proposals = {  # what runs by itself has no buttons (and its line, once it ran)
+        (p.responder, p.target): p
+        for p in proposals_of(incident.proposed_actions)
+        if not p.automatic
+    }
     pending = [p for key, p in proposals.items() if key not in decided]
     blocks: list[Block] = []
     for proposal in pending[:MAX_PROPOSALS]:
@@ -333,6 +337,7 @@ def incident_card(
     actions: Sequence[Action],
     *,
     labels: Mapping[str, str] | None = None,
+    reversible: Collection[str] = frozenset(),
     can_undo: Callable[[Action], bool] | None = None,
     full: bool = False,
     events: Sequence[Event] | None = None,
@@ -346,14 +351,19 @@ def incident_card(
     ``events`` adds a timeline.
 
     ``labels`` maps a responder name to its button verb (``{"ad_disable_account":
-    "disable"}``). ``can_undo`` says whether a succeeded action offers Undo; by default,
-    when the responder left ``undo_data``. ``suppression_days`` is how long the
-    suppression offered after a false-positive close lasts (the policy's
-    ``suppression_days``); ``suppression`` is the key of one already made from this
-    incident, shown instead of the offer.
+    "disable"}``). A succeeded action offers Undo when its responder is in ``reversible``
+    (the responders that declare ``reversible``; undo data alone says nothing: a session
+    revocation leaves some and still cannot be undone) and ``can_undo`` allows it.
+    ``suppression_days`` is how long the suppression offered after a false-positive close
+    lasts (the policy's ``suppression_days``); ``suppression`` is the key of one already
+    made from this incident, shown instead of the offer.
     """
     labels = labels or {}
-    can_undo = can_undo or (lambda action: bool(action.undo_data))
+    allowed = can_undo or (lambda action: True)
+
+    def undoable(action: Action) -> bool:
+        return action.responder in reversible and allowed(action)
+
     closed = incident.status == IncidentStatus.closed
     blocks: list[Block | None] = [
         _header(incident),
@@ -370,7 +380,7 @@ def incident_card(
         lifecycle.closed(incident) if closed else None,
     ]
     if incident.id is not None:
-        blocks += action_rows(incident.id, actions, labels, can_undo)
+        blocks += action_rows(incident.id, actions, labels, undoable)
         if closed:
             blocks.append(
                 lifecycle.suppress_offer(

@@ -4,7 +4,7 @@ Pure functions, like the card's; every value from outside is escaped."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, PlainTextObject
@@ -70,6 +70,7 @@ def incident_detail(
     timeline: Sequence[TimelineEntry],
     *,
     labels: Mapping[str, str],
+    reversible: Collection[str] = frozenset(),
     suppression_days: int,
     suppression: str | None,
 ) -> list[Block]:
@@ -78,6 +79,7 @@ def incident_detail(
         incident,
         actions,
         labels=labels,
+        reversible=reversible,
         full=True,
         suppression_days=suppression_days,
         suppression=suppression,

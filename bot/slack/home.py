@@ -5,7 +5,7 @@ card), open incidents by score, and recent actions with Undo where the viewer ma
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, DividerBlock, HeaderBlock
@@ -122,12 +122,18 @@ def home_view(
     actions: Sequence[Action],
     health: Health,
     labels: Mapping[str, str] | None = None,
+    reversible: Collection[str] = frozenset(),
     can_undo: Callable[[Action], bool] = lambda action: False,
     plan: Planner | None = None,
     drawn: int | None = None,
 ) -> dict[str, Any]:
-    """The ``views.publish`` view for one viewer."""
+    """The ``views.publish`` view for one viewer: Undo on an action of a ``reversible``
+    responder, where ``can_undo`` lets the viewer undo it."""
     labels = labels or {}
+
+    def undoable(action: Action) -> bool:
+        return action.responder in reversible and can_undo(action)
+
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="Fido")),
         *health_blocks(health),
@@ -137,5 +143,5 @@ def home_view(
         *open_blocks(incidents),
     ]
     if actions:
-        blocks += [DividerBlock(), *actions_blocks(actions, labels, can_undo)]
+        blocks += [DividerBlock(), *actions_blocks(actions, labels, undoable)]
     return {"type": "home", "blocks": [b.to_dict() for b in blocks[:MAX_HOME_BLOCKS]]}

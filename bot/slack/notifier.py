@@ -18,7 +18,7 @@ replica, another app on the token) holds that channel or method for its ``Retry-
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,12 +155,14 @@ class SlackNotifier:
         *,
         channel: str,
         labels: Mapping[str, str] | None = None,
+        reversible: Collection[str] = frozenset(),
         plan: Planner | None = None,
         pacer: Pacer | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
         self.labels = dict(labels or {})
+        self.reversible = frozenset(reversible)  # responders whose actions offer Undo
         self.plan = plan  # the confirm dialog's text for (responder, target)
         self.pacer = pacer  # None: no pacing on this side (a 429 is still honoured)
 
@@ -255,7 +257,9 @@ class SlackNotifier:
         return Sent(channel=sent.channel, ts=sent.ts, user=user)
 
     async def _publish(self, incident: Incident, actions: Sequence[Action]) -> MessageRef:
-        blocks = incident_card(incident, actions, labels=self.labels, plan=self.plan)
+        blocks = incident_card(
+            incident, actions, labels=self.labels, reversible=self.reversible, plan=self.plan
+        )
         text = card_text(incident)
         dumped = [b.to_dict() for b in blocks]
         if incident.message_channel and incident.message_ts:

@@ -5,7 +5,8 @@ Fido POSTs ``application/json``::
     {"action": "contain", "target": "alice", "incident": 42, "undo": false,
      "sent_at": "2024-05-01T12:00:00Z"}
 
-(keys sorted, no spaces; ``incident`` is null when the caller gives none) with
+(keys sorted, no spaces; ``incident`` is the number of the incident the action belongs to,
+``current_incident()``, null for ``fido respond``) with
 
 - ``X-Fido-Signature: sha256=<hex>``: HMAC-SHA256 of the raw body with the secret from
   the environment variable ``secret_env`` (GitHub's ``X-Hub-Signature-256`` scheme); the
@@ -45,7 +46,15 @@ from integrations.responders.vendor_http import (
 )
 from pipeline.errors import ResponderError
 from pipeline.observables import Kind
-from pipeline.plugins import Context, EnvName, Impact, ResponderResult, person_details, responders
+from pipeline.plugins import (
+    Context,
+    EnvName,
+    Impact,
+    ResponderResult,
+    current_incident,
+    person_details,
+    responders,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +162,9 @@ class WebhookResponder:
             f"webhook) — {after}"
         )
 
-    async def execute(self, target: str, *, incident: int | None = None) -> ResponderResult:
+    async def execute(self, target: str) -> ResponderResult:
         value = clean_target(target, refusing=f"send {self.options.action!r} for")
+        incident = current_incident()
         status = await self._post(self.options.url, value, incident=incident, undo=False)
         host = httpx.URL(self.options.url).host
         log.info(

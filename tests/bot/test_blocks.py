@@ -26,7 +26,8 @@ from pipeline.policy import SuppressionMatch
 from pipeline.records import enrichment_of
 from pipeline.suppress import ActiveSuppression
 
-LABELS = {"ad_disable_account": "disable"}
+LABELS = {"ad_disable_account": "disable", "okta_clear_sessions": "end the sessions of"}
+REVERSIBLE = frozenset({"ad_disable_account"})
 EVIL = "<!channel> see <https://evil.example|your bank>"
 
 
@@ -122,6 +123,7 @@ def card(
     incident: Incident, actions: list[Action] | None = None, **kw: Any
 ) -> list[dict[str, Any]]:
     # to_dict() runs slack_sdk's validators: lengths, element counts.
+    kw.setdefault("reversible", REVERSIBLE)
     return [b.to_dict() for b in incident_card(incident, actions or [], labels=LABELS, **kw)]
 
 
@@ -245,9 +247,10 @@ def test_undo_button_after_success_names_the_action_row() -> None:
     assert "Disabled CN=alice,OU=Staff,DC=example,DC=com" in line
 
 
-def test_no_undo_without_undo_data_or_when_undone() -> None:
-    no_data = card(make_incident(decision="auto_act"), [make_action(undo_data={})])
-    assert buttons(no_data, ActionId.UNDO) == []
+def test_undo_only_for_a_reversible_responder_and_not_once_undone() -> None:
+    revoked = make_action(responder="okta_clear_sessions", undo_data={"sessions": 2})
+    assert buttons(card(make_incident(), [revoked]), ActionId.UNDO) == []  # undo data or not
+    assert buttons(card(make_incident(), [make_action()], reversible=()), ActionId.UNDO) == []
     undone = make_action(status="undone", undone_by="U0CAROL")
     blocks = card(make_incident(), [undone])
     assert buttons(blocks, ActionId.UNDO) == []
@@ -261,6 +264,20 @@ def test_automatic_action_is_credited_to_fido() -> None:
     assert "automatic (Fido)" in line and "<@" not in line
     assert [b["action_id"] for b in buttons(blocks, ActionId.UNDO)] == ["fido_undo:12"]
     assert buttons(blocks, *APPROVE_DENY) == []
+
+
+def test_only_what_runs_by_itself_loses_its_buttons_when_acting_automatically() -> None:
+    incident = make_incident(
+        decision="auto_act",
+        decision_reason="score 95 ≥ 90; asking for the rest: ad_disable_account on bob …",
+        observables={"users": ["alice", "bob"]},
+        proposed_actions=[
+            {"responder": "ad_disable_account", "target": "alice", "automatic": True},
+            {"responder": "ad_disable_account", "target": "bob"},
+        ],
+    )
+    approve = buttons(card(incident), ActionId.APPROVE)
+    assert [b["text"]["text"] for b in approve] == ["Approve: disable bob"]
 
 
 def test_alert_and_directory_values_cannot_mention_or_link() -> None:
@@ -332,7 +349,9 @@ def test_card_never_exceeds_fifty_blocks() -> None:
     events = [make_event(i) for i in range(1, 20)]
     blocks = [
         b.to_dict()
-        for b in incident_card(_worst_case(), actions, labels=LABELS, full=True, events=events)
+        for b in incident_card(
+            _worst_case(), actions, labels=LABELS, reversible=REVERSIBLE, full=True, events=events
+        )
     ]
     assert len(blocks) == 48  # the worst case counted in blocks.py: nothing was cut off
     assert len(buttons(blocks, ActionId.UNDO)) == 10  # the newest Undo buttons
@@ -342,7 +361,10 @@ def test_card_never_exceeds_fifty_blocks() -> None:
 
     closed = _worst_case(status="closed", verdict="false_positive", suppressed_by=None)
     closed_blocks = [
-        b.to_dict() for b in incident_card(closed, actions, labels=LABELS, full=True, events=events)
+        b.to_dict()
+        for b in incident_card(
+            closed, actions, labels=LABELS, reversible=REVERSIBLE, full=True, events=events
+        )
     ]
     assert len(closed_blocks) == 37  # a suppressed incident gets no offer: never 38
     assert [kind_of(b["action_id"]) for b in closed_blocks[-1]["elements"]] == [ActionId.SUPPRESS]

@@ -127,9 +127,8 @@ async def test_waiting_for_each_approver(db: Database) -> None:
     ]
     await _incident(db, 1, decision="ask_approval", proposed_actions=proposals, score=80)
     await _incident(db, 2, decision="notify", proposed_actions=proposals, score=90)
-    await _incident(
-        db, 3, decision="auto_act", proposed_actions=proposals, score=70
-    )  # only the two-person one waits
+    ran = [{**proposals[0], "automatic": True}, proposals[1]]  # the lock ran by itself
+    await _incident(db, 3, decision="auto_act", proposed_actions=ran, score=70)
     async with db.session() as session:
         session.add(
             Action(
@@ -457,7 +456,8 @@ def test_a_long_timeline_and_a_full_home_stay_within_slack_limits() -> None:
         for n in range(1, 40)
     ]
     detail = [b.to_dict() for b in incident_detail(
-        incident, actions, entries, labels={}, suppression_days=30, suppression=None
+        incident, actions, entries, labels={}, reversible={"lock"}, suppression_days=30,
+        suppression=None,
     )]  # fmt: skip
     assert len(detail) <= 50 and detail[-1]["type"] == "actions"  # the close buttons kept
     waiting = [
@@ -476,8 +476,42 @@ def test_a_long_timeline_and_a_full_home_stay_within_slack_limits() -> None:
         incidents=[incident] * 40,
         actions=actions,
         health=health,
+        reversible={"lock"},
         can_undo=lambda action: True,
     )
     assert len(view["blocks"]) <= 100
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in view["blocks"])
     assert sum(b["type"] == "actions" for b in view["blocks"]) == 5 * 3 + 10  # approvals, undo
+
+
+def test_the_tab_offers_undo_only_for_a_reversible_responder() -> None:
+    from bot.slack.home import home_view
+    from pipeline.controls import Switches
+
+    ended = Action(
+        id=1,
+        incident_id=1,
+        responder="end_sessions",
+        target="alice",
+        requested_by="UANN",
+        status="succeeded",
+        undo_data={"sessions": 2},  # left by the responder, yet nothing brings them back
+        idempotency_key="k",
+    )
+    health = reads.Health(
+        parts=[], switches=Switches(), dead_letters=0, failed_outbox=0, pending_events=0
+    )
+
+    def view(reversible: set[str]) -> str:
+        drawn = home_view(
+            waiting=[],
+            incidents=[],
+            actions=[ended],
+            health=health,
+            reversible=reversible,
+            can_undo=lambda action: True,
+        )
+        return json.dumps(drawn)
+
+    assert "fido_undo" not in view(set())
+    assert "fido_undo" in view({"end_sessions"})

@@ -10,12 +10,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from bot.settings import Settings
 from bot.slack.app import web_client
 from bot.slack.notifier import SlackNotifier
 from integrations.detectors.generic import GenericDetector
+from pipeline import controls
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.ingest import ingest
@@ -157,6 +159,30 @@ async def test_a_two_person_action_is_never_run_by_the_timeout(
     [action] = await engine.incidents.recent_actions()
     assert action.status == "denied"
     assert engine.responders["test_lock"].executions == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stop", ["paused", "auto: false", "cap tripped"])
+async def test_a_timeout_never_acts_while_automatic_action_is_stopped(
+    db: Database, fake_slack: FakeSlack, stop: str
+) -> None:
+    clock = Clock()
+    rule = {"auto": False} if stop == "auto: false" else {}
+    engine = make(db, fake_slack, clock, rule=rule, on_timeout="act")
+    incident = await alert(engine)
+    if stop == "paused":
+        await engine.incidents.pause(actor=APPROVER)
+    elif stop == "cap tripped":
+        async with db.session() as session:
+            await controls.trip(session, responder="test_lock", cap=1, count=2)
+            await session.commit()
+    clock.minutes(3)
+    assert await tick(engine) == 1
+    assert engine.responders["test_lock"].executions == []  # type: ignore[attr-defined]
+    assert await engine.incidents.recent_actions() == []  # neither run nor denied
+    assert "not run" in thread(fake_slack, incident)[-1]
+    assert "left for an approver" in thread(fake_slack, incident)[-1]
+    card = json.dumps(fake_slack.messages[(CHANNEL, incident.message_ts or "")]["blocks"])
+    assert "Approve: lock alice" in card
 
 
 async def test_an_approval_decided_in_time_hears_nothing(

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from bot.slack.blocks import incident_card, render_text
 from integrations.detectors.generic import GenericDetector
-from pipeline import audit
+from pipeline import audit, reads
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.errors import InputError, NotAuthorized
@@ -23,6 +24,7 @@ from pipeline.ingest import ingest
 from pipeline.models import Action, Incident
 from pipeline.notify import NullNotifier
 from pipeline.policy import ActionPolicy, Policy, Thresholds
+from pipeline.records import proposals_of
 from tests.pipeline.fakes import DirectoryEnricher, LockResponder
 
 ALICE = "UALICE"  # an approver whose Slack e-mail is alice's directory e-mail
@@ -34,6 +36,8 @@ USERS = {
     "ceo": {"mail": "ceo@corp.example", "title": "Chief Executive Officer"},
     "dave": {"mail": "dave@corp.example"},
     "erin": {"mail": "erin@corp.example"},
+    "frank": {"mail": "frank@corp.example"},
+    "gina": {"mail": "gina@corp.example"},
 }
 
 
@@ -80,7 +84,8 @@ def make(db: Database, clock: Clock | None = None, **rule: Any) -> tuple[Engine,
     return engine, responder
 
 
-async def alert(db: Database, engine: Engine, user: str, n: int = 1) -> Incident:
+async def send(db: Database, user: str, n: int = 1) -> None:
+    """Ingest one alert about ``user``, leaving it queued (a burst drains them together)."""
     async with db.session() as session:
         body = {
             "id": f"{user}-{n}",
@@ -89,6 +94,16 @@ async def alert(db: Database, engine: Engine, user: str, n: int = 1) -> Incident
             "user": user,
         }
         await ingest(session=session, detector=GenericDetector(), body=json.dumps(body).encode())
+
+
+async def incident_of(db: Database, user: str) -> Incident:
+    async with db.session() as session:
+        incidents = (await session.exec(select(Incident).order_by(Incident.id))).all()  # type: ignore[arg-type]
+    return next(i for i in incidents if user in i.observables.get("users", []))
+
+
+async def alert(db: Database, engine: Engine, user: str, n: int = 1) -> Incident:
+    await send(db, user, n)
     await engine.drain()
     async with db.session() as session:
         incidents = (await session.exec(select(Incident).order_by(Incident.id.desc()))).all()  # type: ignore[union-attr]
@@ -204,21 +219,140 @@ async def test_pause_survives_a_restart_and_resume_lifts_it(db: Database) -> Non
     assert incident.decision == "auto_act" and responder.executions == ["erin"]
 
 
+async def test_an_action_queued_before_a_pause_asks_instead(db: Database) -> None:
+    engine, responder = make(db)
+    engine.reload(engine.policy.model_copy(update={"thresholds": Thresholds(auto_act=70)}))
+    await send(db, "dave")
+    await engine.worker.drain()  # triaged: the action is queued, not run yet
+    assert (await incident_of(db, "dave")).decision == "auto_act"
+    assert await engine.incidents.pause(actor=BOB)
+    await engine.flush()
+    assert responder.executions == []
+    incident = await incident_of(db, "dave")
+    assert "asking for test_lock on dave: automatic action is paused by <@UBOB>" in (
+        incident.decision_reason or ""
+    )
+    assert [p.automatic for p in proposals_of(incident.proposed_actions)] == [False]
+    assert "action.asked_instead" in await verbs(db)
+    assert (await click(engine, incident, "dave", CAROL)).status == "succeeded"
+    assert responder.executions == ["dave"]
+
+
+async def test_an_action_queued_past_a_lowered_cap_asks_instead(db: Database) -> None:
+    engine, responder = make(db)
+    engine.reload(engine.policy.model_copy(update={"thresholds": Thresholds(auto_act=70)}))
+    await send(db, "dave")
+    await engine.worker.drain()
+    capped = ActionPolicy(responder="test_lock", max_auto_per_hour=0)
+    engine.reload(engine.policy.model_copy(update={"actions": [capped]}))
+    await engine.flush()
+    assert responder.executions == []
+    assert "test_lock reached its cap of 0" in (
+        (await incident_of(db, "dave")).decision_reason or ""
+    )
+
+
+async def test_a_proposal_held_back_in_an_automatic_incident_keeps_its_buttons(
+    db: Database,
+) -> None:
+    lock, held = LockResponder(), LockResponder()
+    engine = Engine(
+        db=db,
+        policy=Policy(
+            actions=[
+                ActionPolicy(responder="test_lock"),
+                ActionPolicy(responder="test_hold", auto=False),
+            ],
+            thresholds=Thresholds(ask_approval=60, auto_act=70),
+        ),
+        enrichers=[DirectoryEnricher(USERS)],
+        responders={"test_lock": lock, "test_hold": held},
+        approvers=[BOB],
+    )
+    incident = await alert(db, engine, "dave")
+    assert incident.decision == "auto_act" and lock.executions == ["dave"]
+    assert "asking for the rest: test_hold on dave always asks" in (incident.decision_reason or "")
+    assert incident.id is not None
+    actions = await engine.incidents.get(incident.id)
+    assert actions is not None
+    waiting = reads.pending(incident, actions[1])
+    assert [(p.responder, p.target) for p in waiting] == [("test_hold", "dave")]
+    drawn = render_text(incident_card(incident, actions[1], labels={"test_hold": "hold"}))
+    assert "Approve: hold dave" in drawn and "Approve: lock" not in drawn
+    assert held.executions == []
+
+
+class SessionsResponder(LockResponder):
+    """Ends sessions: it leaves undo data, yet nothing can bring the sessions back."""
+
+    reversible = False
+
+
+async def test_an_irreversible_action_offers_no_undo_and_refuses_one(db: Database) -> None:
+    ends = SessionsResponder()
+    engine = Engine(
+        db=db,
+        policy=Policy(
+            actions=[ActionPolicy(responder="test_lock")], thresholds=Thresholds(ask_approval=60)
+        ),
+        enrichers=[DirectoryEnricher(USERS)],
+        responders={"test_lock": ends},
+        approvers=[BOB],
+        people=People(),
+    )
+    incident = await alert(db, engine, "dave")
+    action = await click(engine, incident, "dave", BOB)
+    assert action.status == "succeeded" and action.undo_data and action.id is not None
+    assert engine.incidents.reversible() == frozenset()
+    drawn = incident_card(incident, [action], reversible=engine.incidents.reversible())
+    assert "Undo" not in render_text(drawn)
+    with pytest.raises(InputError, match="test_lock on dave cannot be undone"):
+        await engine.incidents.undo(incident_id=incident.id or 0, action_id=action.id, actor=BOB)
+    async with db.session() as session:
+        kept = await session.get(Action, action.id)
+    assert kept is not None and kept.status == "succeeded"
+
+
 async def test_a_responders_cap_trips_at_n_plus_one_and_stays_until_reset(db: Database) -> None:
     engine, responder = make(db, max_auto_per_hour=2)
     engine.reload(engine.policy.model_copy(update={"thresholds": Thresholds(auto_act=70)}))
     for n, user in enumerate(["alice", "dave", "erin"]):
-        await alert(db, engine, user, n)
-    await engine.drain()
+        await send(db, user, n)
+    await engine.drain()  # one burst: triaged before any action ran
     assert responder.executions == ["alice", "dave"]  # the third asked instead
-    await engine.flush()
+    third = await incident_of(db, "erin")
+    assert third.decision == "ask_approval" and "reached its cap of 2" in (
+        third.decision_reason or ""
+    )
     notices = engine.incidents.notifier.notices  # type: ignore[attr-defined]
-    assert any("reached its cap of 2" in n for n in notices)
-    assert "automation.cap_tripped" in await verbs(db)
-    await alert(db, engine, "dave", 9)  # still tripped, even for a responder count under the cap
+    assert sum("reached its cap of 2" in n for n in notices) == 1
+    assert (await verbs(db)).count("automation.cap_tripped") == 1
+    await alert(db, engine, "dave", 9)  # the same incident again: no second action, no trip
+    await alert(db, engine, "frank")  # still tripped, whatever the count
     assert responder.executions == ["alice", "dave"]
+    assert (await incident_of(db, "frank")).decision == "ask_approval"
     assert await engine.incidents.resume(actor=BOB, responder="test_lock")
     assert "automation.cap_reset" in await verbs(db)
+    await alert(db, engine, "gina")  # reset: the count starts again
+    assert responder.executions == ["alice", "dave", "gina"]
+    assert (await incident_of(db, "gina")).decision == "auto_act"
+
+
+async def test_the_hourly_cap_on_all_automatic_actions_holds_in_a_burst(db: Database) -> None:
+    engine, responder = make(db)
+    engine.reload(
+        engine.policy.model_copy(
+            update={"thresholds": Thresholds(auto_act=70), "max_auto_actions_per_hour": 2}
+        )
+    )
+    for n, user in enumerate(["alice", "dave", "erin"]):
+        await send(db, user, n)
+    await engine.drain()
+    assert responder.executions == ["alice", "dave"]
+    third = await incident_of(db, "erin")
+    assert third.decision == "ask_approval" and "cap of 2 automatic actions per hour" in (
+        third.decision_reason or ""
+    )
 
 
 async def test_per_rule_dry_run_says_what_it_would_have_done(db: Database) -> None:

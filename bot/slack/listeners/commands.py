@@ -103,6 +103,7 @@ async def show_incident(ask: Ask) -> Reply:
         actions,
         await reads.timeline(engine.db, incident_id),
         labels=ask.labels,
+        reversible=engine.incidents.reversible(),
         suppression_days=engine.policy.suppression_days,
         suppression=suppression,
     )

@@ -71,7 +71,8 @@ class HomeRefresher:
                 now=service.now(),
             ),
             labels=self.labels,
-            can_undo=lambda action: is_approver and bool(action.undo_data),
+            reversible=service.reversible(),
+            can_undo=lambda action: is_approver,
         )
 
     async def publish(self, user: str, *, notice: str | None = None) -> None:

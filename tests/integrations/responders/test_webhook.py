@@ -13,10 +13,15 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from integrations.detectors.generic import GenericDetector
 from integrations.responders.vendor_http import VendorRateLimited
 from integrations.responders.webhook import WebhookResponder, signature
+from pipeline.db import Database
+from pipeline.engine import Engine
 from pipeline.errors import ConfigError, ResponderError
-from pipeline.plugins import Context, Impact, Responder, responders
+from pipeline.ingest import ingest
+from pipeline.plugins import Context, Impact, Responder, acting_for, responders
+from pipeline.policy import ActionPolicy, Policy
 from tests.integrations.responders.saas import (
     Recorder,
     assert_never_told,
@@ -25,6 +30,7 @@ from tests.integrations.responders.saas import (
     silent_server,
     watching_logs,
 )
+from tests.pipeline.fakes import DirectoryEnricher
 
 ENV = "FIDO_TEST_WEBHOOK_SECRET"
 SECRET = "whsec_5f2b1c0d9e8a7b6c5d4e3f2a1b0c9d8e"
@@ -87,7 +93,8 @@ def test_registered_and_shaped_by_its_options(receiver: Receiver) -> None:
 
 
 async def test_posts_a_signed_json_body(receiver: Receiver) -> None:
-    result = await build(receiver.http).execute("alice", incident=42)
+    with acting_for(42):  # as act runs it for incident 42
+        result = await build(receiver.http).execute("alice")
     (request,) = receiver.recorder.requests
     assert (request.method, str(request.url)) == ("POST", URL)
     assert request.content == (
@@ -126,7 +133,8 @@ async def test_without_an_incident_it_is_null(receiver: Receiver) -> None:
 
 async def test_undo_posts_to_the_undo_url(receiver: Receiver) -> None:
     responder = build(receiver.http, undo_url=UNDO_URL)
-    done = await responder.execute("alice", incident=7)
+    with acting_for(7):
+        done = await responder.execute("alice")
     undone = await responder.undo("alice", done.undo_data)
     last = receiver.recorder.requests[-1]
     assert str(last.url) == UNDO_URL
@@ -311,3 +319,24 @@ async def test_the_secret_never_reaches_messages_or_logs(
             messages.append(str(caught.value))
     assert "***" in messages[0] and "***" in messages[1]
     assert_never_told([SECRET], *messages, caplog.text)
+
+
+async def test_an_approved_action_names_its_incident(receiver: Receiver, db: Database) -> None:
+    """Through the pipeline, as ``fido serve`` runs it: the body carries the incident."""
+    engine = Engine(
+        db=db,
+        policy=Policy(actions=[ActionPolicy(responder="webhook", two_person=False)]),
+        enrichers=[DirectoryEnricher({"alice": {}})],
+        responders={"webhook": build(receiver.http)},
+        approvers=["UAPPROVER"],
+    )
+    body = {"id": "w1", "title": "Credential dump", "severity": "critical", "user": "alice"}
+    async with db.session() as session:
+        await ingest(session=session, detector=GenericDetector(), body=json.dumps(body).encode())
+    await engine.drain()
+    incident = await engine.incidents.require(1)
+    action = await engine.incidents.approve(
+        incident_id=1, responder="webhook", target="alice", actor="UAPPROVER"
+    )
+    assert action.status == "succeeded" and incident.id == 1
+    assert receiver.accepted[0]["incident"] == 1
