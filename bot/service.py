@@ -26,11 +26,11 @@ from bot.slack.notifier import Pacer, SlackNotifier
 from bot.slack.people import SlackPeople
 from bot.webhook_auth import RateLimiter
 from bot.wiring import Wiring
-from pipeline import act, ask, observe, queue, retention, sources
+from pipeline import ask, observe, queue, retention, sources
 from pipeline import db as database
 from pipeline.digest import run_digest_safely
 from pipeline.engine import Engine
-from pipeline.leader import CHECK_EVERY, Leadership
+from pipeline.leader import CHECK_EVERY, HOLD_EVERY, HeldContainments, Leadership
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, HoldsContainment, Source
@@ -144,11 +144,9 @@ async def serve(settings: Settings) -> None:
         approvers=settings.approvers,
         replica=settings.replica,
     )
-    for name, responder in responders.items():  # containments a responder holds itself
-        if isinstance(responder, HoldsContainment):
-            count = await responder.hold(await act.held(db, name))
-            if count:
-                log.info("%s: holding %d containments again after the restart", name, count)
+    holding = HeldContainments(  # containments a responder keeps in force itself
+        leadership, {n: r for n, r in responders.items() if isinstance(r, HoldsContainment)}
+    )
     bolt = build_bolt_app(settings, engine, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None
     api = build_http_app(
@@ -198,6 +196,15 @@ async def serve(settings: Settings) -> None:
         args=(engine,),
         max_instances=1,
         coalesce=True,
+    )
+    scheduler.add_job(  # on the leader, they follow the database; elsewhere, let go
+        holding.run,
+        "interval",
+        seconds=HOLD_EVERY,
+        id="containment-holding",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(  # time-boxed containments whose time has come are undone
         leadership.only_leader(engine.incidents.expire_due),
@@ -299,6 +306,7 @@ async def serve(settings: Settings) -> None:
         stop.set()
         await worker
         scheduler.shutdown(wait=False)
+        await holding.release()
         await leadership.stop()
         if socket_handler is not None:
             await socket_handler.close_async()

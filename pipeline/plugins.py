@@ -237,13 +237,19 @@ class Responder(Protocol):
 
 @runtime_checkable
 class HoldsContainment(Protocol):
-    """A responder that keeps its containment in force itself, in this process (the
-    OpenVPN session guard ends a user's sessions again whenever they reconnect). At
-    start-up Fido hands it the containments still in force — its own succeeded, not undone
-    actions, as (target, undo_data) — so a restart does not let anyone back in."""
+    """A responder that keeps its containment in force itself, in one process (the OpenVPN
+    session guard ends a user's sessions again whenever they reconnect). Fido's leading
+    replica hands it the containments in force every few seconds — its succeeded, not
+    undone actions, as (target, undo_data), wherever they ran — so a click on another
+    replica, an expiry, ``fido respond`` or a restart takes effect there; a replica that
+    stops leading tells it to let go."""
 
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Enforce these again; return how many it holds."""
+        """Enforce exactly these (start the new ones, drop the others); how many it holds."""
+        ...
+
+    async def release(self) -> None:
+        """Stop enforcing anything in this process: another replica leads now."""
         ...
 
 

@@ -400,8 +400,7 @@ async def test_guard_answers_client_auth_requests() -> None:
     """With --management-client-auth OpenVPN asks before admitting anyone."""
     async with FakeVPN() as fake:
         guard = fake_guard(fake)
-        guard.restore(["jdoe"])  # names stored before a restart
-        await guard.start()
+        guard.reconcile(["jdoe"])  # the names in force, as stored
         try:
             await until(lambda: "status 3" in fake.received, "the guard never connected")
             for cid, name in (("5", "jdoe"), ("6", "alice")):
