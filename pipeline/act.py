@@ -394,6 +394,11 @@ async def auto_actions_by_responder(
     return {responder: int(count) for responder, count in rows.all()}
 
 
+async def action(db: Database, action_id: int) -> Action | None:
+    async with db.session(durable=False) as session:  # a read: nothing to make durable
+        return await session.get(Action, action_id)
+
+
 async def held(db: Database, responder: str) -> list[tuple[str, dict[str, Any]]]:
     """The containments ``responder`` has in force: succeeded, not undone (target, undo
     data), oldest first."""
