@@ -349,8 +349,11 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
+@runtime_checkable
 class Plugin(Protocol[T_co]):
-    """The class side of every plugin: its options model and how to build it from them."""
+    """The class side of every plugin: its options model and how to build it from them.
+    Registering does not check it (test fakes are registered and used without building);
+    building does (``options_model``)."""
 
     @property
     def Options(self) -> type[BaseModel]:  # a class attribute holding a model
@@ -393,10 +396,13 @@ class Registry(Generic[T]):
 
 
 def options_model(plugin: Plugin[Any], who: str) -> type[BaseModel]:
-    """The plugin's ``Options`` model; ConfigError when it declares none."""
-    model: object = plugin.Options if hasattr(plugin, "Options") else None
+    """The plugin's ``Options`` model; ConfigError when the class does not implement the
+    :class:`Plugin` protocol or its ``Options`` is no pydantic model."""
+    if not isinstance(plugin, Plugin):
+        raise ConfigError(f"{who}: is no plugin: it declares no Options model and build()")
+    model = plugin.Options
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConfigError(f"{who}: declares no Options model")
+        raise ConfigError(f"{who}: its Options is not a pydantic model")
     return model
 
 
