@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from integrations.openvpn.guard import SessionGuard
 from integrations.openvpn.management import (
@@ -79,6 +79,9 @@ class Options(BaseModel):
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     common_name: str = "{account}"
     ccd_dir: Path | None = None
+    # the server runs with --management-client-auth: the guard admits every connection, so
+    # it holds the interface even while nobody is blocked (guard mode only)
+    client_auth: bool = False
     timeout: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("common_name")
@@ -103,6 +106,15 @@ class Options(BaseModel):
         if value is not None and not value.is_absolute():
             raise ValueError("must be an absolute path")
         return value
+
+    @model_validator(mode="after")
+    def _client_auth_needs_the_guard(self) -> Options:
+        if self.client_auth and self.ccd_dir is not None:
+            raise ValueError(
+                "client_auth is for the session guard (no ccd_dir): with ccd_dir Fido does "
+                "not answer the server's client-auth requests"
+            )
+        return self
 
 
 # Inside the responder's class body ``Options`` is the class attribute, not a type mypy
@@ -136,7 +148,9 @@ class OpenVPNKillSession:
         self.holding = False  # this process runs the guard (Fido's leader calls hold())
         self.guard = None
         if options.ccd_dir is None:
-            self.guard = guard or SessionGuard(endpoint.connect, timeout=endpoint.timeout)
+            self.guard = guard or SessionGuard(
+                endpoint.connect, timeout=endpoint.timeout, hold=options.client_auth
+            )
 
     @classmethod
     def build(cls, options: OpenVPNOptions, context: Context) -> OpenVPNKillSession:

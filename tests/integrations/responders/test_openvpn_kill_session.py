@@ -32,6 +32,7 @@ from tests.fixtures.openvpn import (
     OpenVPNClient,
     OpenVPNServer,
     eventually,
+    start_openvpn,
     throughout,
 )
 from tests.fixtures.servers import free_port
@@ -139,6 +140,7 @@ def test_options_refuse_bad_common_name_templates(template: str) -> None:
         {"ccd_dir": "relative/ccd"},
         {"timeout": 0},
         {"password_env": "NOT-A-NAME"},
+        {"client_auth": True, "ccd_dir": "/etc/openvpn/ccd"},
     ],
 )
 def test_options_refuse_unknown_keys_and_bad_values(changes: dict[str, Any]) -> None:
@@ -466,11 +468,6 @@ async def test_a_restarted_fido_holds_the_guards_containments_again(
 # -- the guard follows the database, on the leading replica -------------------------
 
 
-def established_now(server: OpenVPNServer, name: str) -> bool:
-    """From the status file: the guard holds the management interface meanwhile."""
-    return any(s.common_name == name and s.established for s in server.status_file_sessions())
-
-
 async def test_the_leaders_guard_follows_actions_and_undos_stored_by_other_processes(
     openvpn: OpenVPNServer, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -505,8 +502,9 @@ async def test_the_leaders_guard_follows_actions_and_undos_stored_by_other_proce
             await asyncio.sleep(HOLD_EVERY)
         guard = on_leader.guard
         assert guard.blocked == {"db-jdoe"} and guard.rekills >= 1
-        await throughout(lambda: not established_now(openvpn, "db-jdoe"), 3, "let back in")
-        assert established_now(openvpn, "db-alice") and alice.connections == 1
+        kills = ended_by_kill(openvpn, "db-jdoe")
+        await eventually(lambda: ended_by_kill(openvpn, "db-jdoe") > kills, 20, "not kept out")
+        assert ended_by_kill(openvpn, "db-alice") == 0 and alice.connections == 1
 
         await asyncio.sleep(0.6)  # past the leader's own grace for what it did itself
         undone = await act.undo(
@@ -575,15 +573,41 @@ async def test_while_the_leaders_guard_holds_the_interface_others_leave_it_the_w
             "of busy-jdoe (common name busy-jdoe) within seconds and every new one until undone"
         )
         assert done.undo_data["mode"] == "guard"
-        assert established_now(openvpn, "busy-jdoe")
+        assert ended_by_kill(openvpn, "busy-jdoe") == 0  # nothing reached the server yet
         async with db.session() as session:
             session.add(stored(done, "busy-jdoe"))
             await session.commit()
         await holding.run()
         assert guard.blocked == {"busy-alice", "busy-jdoe"}
-        await eventually(lambda: ended_by_kill(openvpn, "busy-jdoe") >= 1, 10, "not ended")
-        await throughout(lambda: not established_now(openvpn, "busy-jdoe"), 3, "let back in")
+        # ended, and ended again when it reconnects (the server's own log says so)
+        await eventually(lambda: ended_by_kill(openvpn, "busy-jdoe") >= 2, 20, "not kept out")
         assert jdoe.running and alice.running
+
+
+async def test_with_client_auth_the_leaders_guard_admits_everyone_but_the_blocked() -> None:
+    """--management-client-auth: OpenVPN admits nobody no management client answers for,
+    so the leader's guard holds the interface even while nothing is blocked."""
+    with start_openvpn(client_auth=True) as server:
+        responder = build(server, ccd_dir=None, client_auth=True)
+        guard = responder.guard
+        assert guard is not None
+        await responder.hold([])
+        try:
+            await eventually(lambda: guard.connected, 5, "the guard did not take the interface")
+            jdoe, alice = server.start_client("gate-jdoe"), server.start_client("gate-alice")
+
+            def admitted() -> bool:
+                return jdoe.connections == 1 and alice.connections == 1
+
+            await eventually(admitted, 30, "the guard did not admit them")
+            done = await responder.execute("gate-jdoe")
+            assert done.summary.startswith("Ended 1 VPN session of gate-jdoe")
+            # the client retries every few seconds, slower on a busy machine
+            await eventually(lambda: guard.denied >= 1, 40, "gate-jdoe was not denied")
+            assert jdoe.running and jdoe.connections == 1 and alice.connections == 1
+        finally:
+            await responder.release()
+        assert not guard.connected
 
 
 def stored(done: Any, target: str) -> Action:
