@@ -304,8 +304,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"database at revision {revision}")
 
 
-# it builds every responder of the policy: each one's settings are checked first
-respond_cli.register(app, lambda: _ready("respond", sections=("responders",)))
+# they build every responder of the policy: each one's settings are checked first
+respond_cli.register(app, lambda command: _ready(command, sections=("responders",)))
 app.command("init")(init_cli.init)
 reads_cli.register(app, _settings)
 

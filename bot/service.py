@@ -26,11 +26,11 @@ from bot.slack.notifier import Pacer, SlackNotifier
 from bot.slack.people import SlackPeople
 from bot.webhook_auth import RateLimiter
 from bot.wiring import Wiring
-from pipeline import act, ask, observe, queue, retention, sources
+from pipeline import ask, observe, queue, retention, sources
 from pipeline import db as database
 from pipeline.digest import run_digest_safely
 from pipeline.engine import Engine
-from pipeline.leader import CHECK_EVERY, Leadership, interrupt_actions
+from pipeline.leader import CHECK_EVERY, HOLD_EVERY, HeldContainments, Leadership, interrupt_actions
 from pipeline.locks import singleton
 from pipeline.lookups.deferred import run_deferred
 from pipeline.plugins import Detector, HoldsContainment, Source
@@ -119,10 +119,12 @@ def schedule_jobs(
     leadership: Leadership,
     *,
     polled: Sequence[tuple[Source, Detector, float]],
+    holding: HeldContainments | None = None,
 ) -> None:
-    """Every periodic job of ``fido serve``. The queue sweep and the leadership check run
-    on every replica, each source under a lock of its own; the rest are singletons,
-    wrapped in ``only_leader``. A policy reload reschedules what the policy times."""
+    """Every periodic job of ``fido serve``. The queue sweep, the leadership check and the
+    containment holding (which itself holds on the leader and lets go elsewhere) run on
+    every replica, each source under a lock of its own; the rest are singletons, wrapped
+    in ``only_leader``. A policy reload reschedules what the policy times."""
     db, policy = engine.db, engine.policy
     intervals = policy_intervals(policy)
     # A safety net for the wake-up signal: resumes events left by a crash or a lost wake-up.
@@ -131,6 +133,16 @@ def schedule_jobs(
     scheduler.add_job(
         leadership.campaign, "interval", seconds=CHECK_EVERY, id="leadership", max_instances=1
     )
+    if holding is not None:
+        scheduler.add_job(  # on the leader, they follow the database; elsewhere, let go
+            holding.run,
+            "interval",
+            seconds=HOLD_EVERY,
+            id="containment-holding",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
     scheduler.add_job(  # events claimed by a replica that died are put back at once
         leadership.only_leader(leadership.reclaim),
         "interval",
@@ -259,11 +271,9 @@ async def serve(settings: Settings) -> None:
         approvers=settings.approvers,
         replica=settings.replica,
     )
-    for name, responder in responders.items():  # containments a responder holds itself
-        if isinstance(responder, HoldsContainment):
-            count = await responder.hold(await act.held(db, name))
-            if count:
-                log.info("%s: holding %d containments again after the restart", name, count)
+    holding = HeldContainments(  # containments a responder keeps in force itself
+        leadership, {n: r for n, r in responders.items() if isinstance(r, HoldsContainment)}
+    )
     bolt = build_bolt_app(settings, engine, client, wiring.labels(responders))
     socket_mode = settings.slack_app_token is not None
     api = build_http_app(
@@ -291,7 +301,7 @@ async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     scheduler = AsyncIOScheduler()
     quiet_scheduler()
-    schedule_jobs(scheduler, engine, leadership, polled=polled)
+    schedule_jobs(scheduler, engine, leadership, polled=polled, holding=holding)
     scheduler.start()
     # what start-up made lives as long as the process: keep it out of the garbage
     # collector's full passes, which would otherwise pause every request now and then
@@ -336,6 +346,7 @@ async def serve(settings: Settings) -> None:
         stop.set()
         await worker
         scheduler.shutdown(wait=False)
+        await holding.release()
         await leadership.stop()
         if socket_handler is not None:
             await socket_handler.close_async()

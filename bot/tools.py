@@ -141,12 +141,10 @@ async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> st
     from pipeline import reads
     from pipeline.errors import InputError
     from pipeline.incidents import IncidentService
-    from pipeline.plugins import responders
     from pipeline.suppress import from_incident
 
     await _upgrade(settings)
     policy = load_policy(settings.config)
-    Wiring(settings, policy)  # registers the responders, for their button labels
     db = database.Database(settings.database_url)
     try:
         service = IncidentService(db=db, policy=policy)
@@ -166,11 +164,9 @@ async def incident(settings: Settings, incident_id: int, *, as_json: bool) -> st
             for m in moments
         ]
         return json.dumps(whole, indent=2, ensure_ascii=False, default=str)
-    labels = {
-        rule.responder: getattr(responders.get(rule.responder), "label", "")
-        for rule in policy.actions
-        if rule.responder in responders
-    }
+    # the buttons' labels, from the responders as fido serve builds them (options may set them)
+    wiring = Wiring(settings, policy)
+    labels = wiring.labels(wiring.responders())
     like = from_incident(record)
     blocks = incident_card(
         record,
@@ -331,20 +327,12 @@ def duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[found[2]]: int(found[1])})
 
 
-def responder_targets(policy: Policy) -> dict[str, Targets]:
-    """What ``decide`` needs of each responder the policy names: its target kind. The
-    registry's class when it declares one; otherwise a bare instance, as ``fido serve``
-    builds every responder but the directory's (``log_only`` sets it per instance). Nothing
-    is connected."""
-    from integrations import load_all
-    from pipeline.plugins import responders
-
-    load_all()
-    targets: dict[str, Targets] = {}
-    for rule in policy.actions:
-        factory: Any = responders.get(rule.responder)  # ConfigError naming the known ones
-        targets[rule.responder] = factory if hasattr(factory, "target_kind") else factory()
-    return targets
+def responder_targets(settings: Settings, policy: Policy) -> dict[str, Targets]:
+    """What ``decide`` needs of each responder the policy names: its target kind, read from
+    the responder as ``fido serve`` builds it (the rule's options may set it: a webhook or
+    ``log_only`` acting on hosts). Nothing is connected, but every setting and secret the
+    responders need must be there, as for ``fido serve`` (ConfigError naming it)."""
+    return dict(Wiring(settings, policy).responders())
 
 
 async def backtest(
@@ -362,7 +350,7 @@ async def backtest(
     from pipeline import backtest as replay
 
     policy = load_policy(policy_path)
-    targets = responder_targets(policy)
+    targets = responder_targets(settings, policy)
     start = datetime.now(UTC) - since if since is not None else None
     await _upgrade(settings)
     db = database.Database(settings.database_url)

@@ -520,6 +520,11 @@ async def _ask_instead(
     await outbox.enqueue_card(session, incident_id)
 
 
+async def action(db: Database, action_id: int) -> Action | None:
+    async with db.session(durable=False) as session:  # a read: nothing to make durable
+        return await session.get(Action, action_id)
+
+
 async def held(db: Database, responder: str) -> list[tuple[str, dict[str, Any]]]:
     """The containments ``responder`` has in force: succeeded, not undone (target, undo
     data), oldest first."""

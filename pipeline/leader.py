@@ -26,13 +26,16 @@ A leader that loses its connection stops leading at its next check; until then t
 replicas may both run a job, which the jobs tolerate (their updates are conditional).
 
 SQLite is one process's database: there this process is always the leader.
+
+Containments a responder keeps in force in its own process (the OpenVPN session guard)
+follow the database on the leader (:class:`HeldContainments`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec
 
 from sqlalchemy import text, update
@@ -40,12 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, select
 
-from pipeline import audit, outbox, queue
+from pipeline import act, audit, outbox, queue
 from pipeline.act import SYSTEM_ACTOR
 from pipeline.db import Database, first_line
 from pipeline.errors import ConfigError
 from pipeline.locks import lock_key
 from pipeline.models import Action, ActionStatus, Event, EventStatus, utcnow
+from pipeline.plugins import HoldsContainment
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ CHECK_EVERY = 2.0  # seconds between a replica's checks of its connection and th
 CHECK_TIMEOUT = 5.0  # seconds a check may take before the connection is given up
 NAME_ATTEMPTS = 20  # tries at start-up for this replica's name (0.5 s apart)
 LEADER = "fido:leader"
+HOLD_EVERY = 2.0  # seconds between the leader's readings of the containments it holds
 
 P = ParamSpec("P")
 
@@ -287,3 +292,29 @@ async def interrupt_actions(db: Database, *, replica: str) -> int:
             replica,
         )
     return interrupted
+
+
+class HeldContainments:
+    """The responders that keep their containment in force themselves, kept in step with
+    the database: a job every ``HOLD_EVERY`` seconds on every replica hands each, on the
+    leader, the containments in force (so an action or Undo on any replica, an expiry or
+    ``fido respond`` takes effect within seconds) and tells it, anywhere else, to let go."""
+
+    def __init__(self, leadership: Leadership, holders: Mapping[str, HoldsContainment]) -> None:
+        self.leadership = leadership
+        self.holders = dict(holders)
+
+    async def run(self) -> None:
+        for name, holder in self.holders.items():
+            try:
+                if self.leadership.leader:
+                    await holder.hold(await act.held(self.leadership.db, name))
+                else:
+                    await holder.release()
+            except Exception as exc:  # tried again at the next run
+                log.warning("could not hold the containments of %s: %s", name, first_line(exc))
+
+    async def release(self) -> None:
+        """At shutdown: every holder lets go (the next leader takes over)."""
+        for holder in self.holders.values():
+            await holder.release()

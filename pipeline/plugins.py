@@ -258,13 +258,19 @@ class Responder(Protocol):
 
 @runtime_checkable
 class HoldsContainment(Protocol):
-    """A responder that keeps its containment in force itself, in this process (the
-    OpenVPN session guard ends a user's sessions again whenever they reconnect). At
-    start-up Fido hands it the containments still in force — its own succeeded, not undone
-    actions, as (target, undo_data) — so a restart does not let anyone back in."""
+    """A responder that keeps its containment in force itself, in one process (the OpenVPN
+    session guard ends a user's sessions again whenever they reconnect). Fido's leading
+    replica hands it the containments in force every few seconds — its succeeded, not
+    undone actions, as (target, undo_data), wherever they ran — so a click on another
+    replica, an expiry, ``fido respond`` or a restart takes effect there; a replica that
+    stops leading tells it to let go."""
 
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Enforce these again; return how many it holds."""
+        """Enforce exactly these (start the new ones, drop the others); how many it holds."""
+        ...
+
+    async def release(self) -> None:
+        """Stop enforcing anything in this process: another replica leads now."""
         ...
 
 
@@ -364,8 +370,11 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
+@runtime_checkable
 class Plugin(Protocol[T_co]):
-    """The class side of every plugin: its options model and how to build it from them."""
+    """The class side of every plugin: its options model and how to build it from them.
+    Registering does not check it (test fakes are registered and used without building);
+    building does (``options_model``)."""
 
     @property
     def Options(self) -> type[BaseModel]:  # a class attribute holding a model
@@ -408,10 +417,13 @@ class Registry(Generic[T]):
 
 
 def options_model(plugin: Plugin[Any], who: str) -> type[BaseModel]:
-    """The plugin's ``Options`` model; ConfigError when it declares none."""
-    model: object = plugin.Options if hasattr(plugin, "Options") else None
+    """The plugin's ``Options`` model; ConfigError when the class does not implement the
+    :class:`Plugin` protocol or its ``Options`` is no pydantic model."""
+    if not isinstance(plugin, Plugin):
+        raise ConfigError(f"{who}: is no plugin: it declares no Options model and build()")
+    model = plugin.Options
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConfigError(f"{who}: declares no Options model")
+        raise ConfigError(f"{who}: its Options is not a pydantic model")
     return model
 
 

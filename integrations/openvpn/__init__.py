@@ -6,6 +6,7 @@ from integrations.openvpn.guard import SessionGuard
 from integrations.openvpn.management import (
     ClientSession,
     InvalidCommonName,
+    ManagementBusy,
     ManagementClient,
     ManagementEndpoint,
     ManagementError,
@@ -17,6 +18,7 @@ from integrations.openvpn.management import (
 __all__ = [
     "ClientSession",
     "InvalidCommonName",
+    "ManagementBusy",
     "ManagementClient",
     "ManagementEndpoint",
     "ManagementError",

@@ -19,8 +19,10 @@ OpenVPN serves one management client at a time: while the guard holds the interf
 management clients (an operator's telnet, another Fido replica) wait. Hence it lets go as
 soon as nothing is blocked, and every command Fido sends meanwhile goes through it.
 
-Which names are blocked is the caller's to keep: pass the stored names to the constructor
-(or :meth:`restore`) at start-up and read :attr:`blocked` to store them.
+Which names are blocked is the caller's to keep: Fido stores the containments in its
+database and its leading replica hands the guard the names in force every few seconds
+(:meth:`reconcile`); :meth:`block` and :meth:`unblock` act at once for a click handled in
+this process, ahead of the database.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 Connector = Callable[[], Awaitable[ManagementClient]]
 _AUTH_REQUEST = re.compile(r">CLIENT:(CONNECT|REAUTH),(\d+),(\d+)$")
 _MIN_SWEEP_GAP = 0.2  # seconds: a burst of log lines about one reconnect makes one sweep
+# seconds a name blocked or unblocked in this process outranks the caller's list: the
+# action that did it is stored only once it returns, so a list read meanwhile lags behind
+LOCAL_GRACE = 5.0
 
 
 class SessionGuard:
@@ -80,6 +85,8 @@ class SessionGuard:
         self._connected = asyncio.Event()
         self._attempted = asyncio.Event()
         self._last_sweep = 0.0
+        self._sweep_soon = False  # a name was added: sweep without waiting for the timer
+        self._changed: dict[str, float] = {}  # when block/unblock last touched each name
 
     @property
     def blocked(self) -> frozenset[str]:
@@ -95,23 +102,45 @@ class SessionGuard:
         """Sessions ended again after :meth:`block` had ended the ones it found."""
         return sum(self._swept.values()) - self._claimed
 
-    def restore(self, names: Iterable[str]) -> None:
-        """Add names blocked before a restart; call :meth:`start` to enforce them."""
-        self._blocked.update(validate_common_name(name) for name in names)
+    def reconcile(self, names: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """Make ``names`` the blocked set (the containments in force, as stored) and run
+        the guard; (names added, names released). A name this process blocked or unblocked
+        within ``LOCAL_GRACE`` seconds keeps its state: the list may predate that change."""
+        wanted = {validate_common_name(name) for name in names}
+        now = asyncio.get_running_loop().time()
+        recent = {name for name, when in self._changed.items() if now - when < LOCAL_GRACE}
+        self._changed = {name: self._changed[name] for name in recent}
+        added = frozenset(wanted - self._blocked - recent)
+        released = frozenset(self._blocked - wanted - recent)
+        self._blocked = (self._blocked | added) - released
+        if added:
+            self._sweep_soon = True
         self._wake.set()
+        self._run_in_background()
+        return added, released
 
     async def start(self) -> None:
         """Run the guard in the background (idempotent)."""
+        self._run_in_background()
+
+    def _run_in_background(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="openvpn-session-guard")
 
     async def stop(self) -> None:
-        """Stop guarding and close the management connection. Blocked names are kept."""
+        """Stop guarding and close the management connection. Blocked names are kept
+        (:meth:`reconcile` with none forgets them)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def release(self) -> None:
+        """Stop guarding and forget every name: another process guards them now."""
+        await self.stop()
+        self._blocked.clear()
+        self._changed.clear()
 
     async def block(self, common_name: str) -> int:
         """Keep ``common_name`` out from now on and end its current sessions; how many.
@@ -122,8 +151,12 @@ class SessionGuard:
         name = validate_common_name(common_name)
         swept = self._swept.get(name, 0)
         self._blocked.add(name)
+        self._touch(name)
         await self.start()
-        ended = await end_sessions(await self._session(), name)
+        try:
+            ended = await end_sessions(await self._session(), name)
+        finally:
+            self._touch(name)
         # a sweep may have ended them first (the name is already blocked): count those too
         by_sweeps = self._swept.get(name, 0) - swept
         self._claimed += by_sweeps
@@ -135,8 +168,12 @@ class SessionGuard:
             self._blocked.remove(common_name)
         except KeyError:
             return False
+        self._touch(common_name)
         self._wake.set()  # nothing left to guard: let the interface go
         return True
+
+    def _touch(self, name: str) -> None:
+        self._changed[name] = asyncio.get_running_loop().time()
 
     async def _session(self) -> ManagementClient:
         """The guard's connection, waiting up to ``timeout`` for it; IntegrationError when
@@ -220,7 +257,7 @@ class SessionGuard:
                 return
             line = await self._next(client, max(0.0, next_sweep - loop.time()))
             if line is None:
-                if loop.time() >= next_sweep:
+                if self._sweep_soon or loop.time() >= next_sweep:
                     await self._sweep(client)
                     next_sweep = loop.time() + self.poll_interval
                 continue
@@ -267,6 +304,7 @@ class SessionGuard:
     async def _sweep(self, client: ManagementClient) -> None:
         """End every listed session of a blocked name."""
         self._last_sweep = asyncio.get_running_loop().time()
+        self._sweep_soon = False
         listed = {session.common_name for session in await client.status()}
         for name in sorted(listed & self._blocked):
             try:

@@ -44,6 +44,7 @@ from pipeline.errors import InputError, IntegrationError
 __all__ = [
     "ClientSession",
     "InvalidCommonName",
+    "ManagementBusy",
     "ManagementClient",
     "ManagementEndpoint",
     "ManagementError",
@@ -67,6 +68,11 @@ class ManagementError(IntegrationError):
     def __init__(self, message: str, *, answer: str) -> None:
         super().__init__(message)
         self.answer = answer
+
+
+class ManagementBusy(IntegrationError):
+    """The interface took the connection and said nothing: another client holds it (or
+    the server hangs; the two look alike)."""
 
 
 class ManagementClient:
@@ -102,7 +108,9 @@ class ManagementClient:
                 banner = await _handshake(reader, writer, password, address)
         except TimeoutError:
             _close_quietly(writer)
-            raise IntegrationError(
+            # connected but not spoken to: how OpenVPN treats a second client
+            error = IntegrationError if writer is None else ManagementBusy
+            raise error(
                 f"The OpenVPN management interface at {address} did not answer within "
                 f"{timeout:g} s (it serves one client at a time: is another program "
                 "connected to it?)"

@@ -9,7 +9,11 @@ responder also keeps the common name out, in one of two ways (``docs/responders/
   its content and gets the line appended; Undo restores it byte for byte, or deletes the
   file Fido created.
 * no ``ccd_dir``: a :class:`SessionGuard` keeps a management connection open and ends the
-  name's sessions again whenever it reconnects, for as long as the block lasts.
+  name's sessions again whenever it reconnects, for as long as the block lasts. The guard
+  runs in one process, Fido's leading replica, which hands it the containments stored in
+  the database every few seconds (:meth:`OpenVPNKillSession.hold`); any other process
+  (another replica, ``fido respond``) ends the current sessions and leaves the keeping out
+  to it.
 
 The common name comes from the ``common_name`` template (``{account}``: the target's bare
 account, case kept) and is validated before anything is sent or written.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import stat
 import string
@@ -29,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from integrations.openvpn.guard import SessionGuard
 from integrations.openvpn.management import (
     InvalidCommonName,
+    ManagementBusy,
     ManagementEndpoint,
     common_name_problem,
     end_sessions,
@@ -42,6 +48,8 @@ from integrations.openvpn.management import (
 from pipeline.errors import IntegrationError, ResponderError
 from pipeline.observables import Kind
 from pipeline.plugins import Context, Impact, ResponderResult, person_details, responders
+
+log = logging.getLogger(__name__)
 
 # What Fido adds to a client-config file; Undo looks for exactly these bytes.
 FIDO_LINES = b"# disabled by Fido (openvpn_kill_session) until undone in Fido\ndisable\n"
@@ -71,6 +79,9 @@ class Options(BaseModel):
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     common_name: str = "{account}"
     ccd_dir: Path | None = None
+    # the server runs with --management-client-auth: the guard admits every connection, so
+    # it holds the interface even while nobody is blocked (guard mode only)
+    client_auth: bool = False
     timeout: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("common_name")
@@ -95,6 +106,15 @@ class Options(BaseModel):
         if value is not None and not value.is_absolute():
             raise ValueError("must be an absolute path")
         return value
+
+    @model_validator(mode="after")
+    def _client_auth_needs_the_guard(self) -> Options:
+        if self.client_auth and self.ccd_dir is not None:
+            raise ValueError(
+                "client_auth is for the session guard (no ccd_dir): with ccd_dir Fido does "
+                "not answer the server's client-auth requests"
+            )
+        return self
 
 
 # Inside the responder's class body ``Options`` is the class attribute, not a type mypy
@@ -125,9 +145,12 @@ class OpenVPNKillSession:
         self.options = options
         self.endpoint = endpoint
         self._files = asyncio.Lock()  # one read-modify-write of a client-config file at a time
+        self.holding = False  # this process runs the guard (Fido's leader calls hold())
         self.guard = None
         if options.ccd_dir is None:
-            self.guard = guard or SessionGuard(endpoint.connect, timeout=endpoint.timeout)
+            self.guard = guard or SessionGuard(
+                endpoint.connect, timeout=endpoint.timeout, hold=options.client_auth
+            )
 
     @classmethod
     def build(cls, options: OpenVPNOptions, context: Context) -> OpenVPNKillSession:
@@ -167,8 +190,10 @@ class OpenVPNKillSession:
         """Keep the name out first (file or guard), then end its sessions: a client that
         reconnects in between is refused or ended again, never let back in."""
         cn = self.common_name_for(target)
-        if self.guard is not None:
+        if self.guard is not None and self.holding:
             return await self._execute_guarded(target, cn, self.guard)
+        if self.guard is not None:
+            return await self._execute_for_the_guard(target, cn)
         directory = _writable_directory(self.options.ccd_dir)
         path = directory / cn
         failed = f"Could not end the VPN sessions of {target}"
@@ -221,21 +246,67 @@ class OpenVPNKillSession:
         undo_data = {"mode": "guard", "common_name": cn, "already_blocked": already}
         return ResponderResult(summary=summary, undo_data=undo_data)
 
+    async def _execute_for_the_guard(self, target: str, cn: str) -> ResponderResult:
+        """Not the guard's process: end the sessions now over a connection of its own and
+        leave the keeping out to the guard, which reads this action from the database.
+        While the guard holds the one management connection, only it can end them."""
+        undo_data = {"mode": "guard", "common_name": cn, "already_blocked": False}
+        kept_out = (
+            f"Fido's session guard (on the leading replica) ends every new session of {cn} "
+            "until undone"
+        )
+        try:
+            client = await self.endpoint.connect()
+        except ManagementBusy as exc:
+            return ResponderResult(
+                summary=f"{exc}; Fido's session guard, which holds it on the leading replica, "
+                f"ends the sessions of {target} (common name {cn}) within seconds and every "
+                "new one until undone",
+                undo_data=undo_data,
+            )
+        except IntegrationError as exc:
+            raise ResponderError(f"Could not end the VPN sessions of {target}: {exc}") from exc
+        async with client:
+            try:
+                ended = await end_sessions(client, cn)
+            except IntegrationError as exc:
+                raise ResponderError(f"Could not end the VPN sessions of {target}: {exc}") from exc
+        summary = (
+            f"Ended {_sessions(ended)} of {target} (common name {cn}); {kept_out}"
+            if ended
+            else f"{target} had no VPN session; {kept_out}"
+        )
+        return ResponderResult(summary=summary, undo_data=undo_data)
+
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """After a restart: keep out again the names this responder's guard kept out when
-        Fido stopped (its succeeded actions, not undone). With ``ccd_dir`` the server's
-        own files keep them out, and nothing needs holding."""
+        """On Fido's leading replica, every few seconds: keep out exactly the names of the
+        containments in force (this responder's succeeded, not undone actions, wherever
+        they ran) — new ones are swept at once, undone or expired ones let in again. With
+        ``ccd_dir`` the server's own files keep them out, and nothing needs holding."""
         if self.guard is None:
             return 0
-        names = [
-            str(data["common_name"])
-            for _, data in held
-            if data.get("mode") == "guard" and data.get("common_name")
-        ]
-        if names:
-            self.guard.restore(names)
-            await self.guard.start()
-        return len(names)
+        self.holding = True
+        names = set()
+        for target, data in held:
+            if data.get("mode") != "guard" or not data.get("common_name"):
+                continue
+            try:
+                names.add(validate_common_name(str(data["common_name"])))
+            except InvalidCommonName as exc:
+                log.warning("openvpn_kill_session: not holding %s: %s", target, exc)
+        added, released = self.guard.reconcile(names)
+        for name in sorted(added):
+            log.info("openvpn_kill_session: the session guard now keeps %s out", name)
+        for name in sorted(released):
+            log.info("openvpn_kill_session: the session guard lets %s in again", name)
+        return len(self.guard.blocked)
+
+    async def release(self) -> None:
+        """This replica no longer leads: close the guard's management connection, so the
+        new leader's guard can take it."""
+        self.holding = False
+        if self.guard is not None:
+            await self.guard.release()
 
     async def undo(self, target: str, undo_data: dict[str, Any]) -> ResponderResult:
         """Let the name in again; the user's client reconnects by itself."""
@@ -268,6 +339,12 @@ class OpenVPNKillSession:
             raise ResponderError(
                 f"Cannot undo for {target}: Fido now writes to a client-config-dir instead "
                 f"of guarding sessions; {cn} is not blocked here"
+            )
+        if not self.holding:  # the guard's process reads the undo from the database
+            return ResponderResult(
+                summary=f"Fido's session guard (on the leading replica) stops ending the VPN "
+                f"sessions of {target} (common name {cn}) within seconds; they can connect "
+                "again unless another action still keeps them out"
             )
         if already:
             return ResponderResult(

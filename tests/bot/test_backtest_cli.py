@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot import tools
-from bot.settings import ENV_NAMES
+from bot.settings import ENV_NAMES, Settings
 from integrations.responders.ad_disable_account import ADDisableAccount
 from integrations.responders.log_only import LogOnlyResponder
 from pipeline import db as database
@@ -22,6 +22,13 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.models import Incident
 from pipeline.policy import ActionPolicy, Policy
 from pipeline.score import score
+
+AD_ENV = {
+    "FIDO_AD_URL": "ldaps://127.0.0.1:9",
+    "FIDO_AD_BIND_DN": "CN=fido,DC=corp",
+    "FIDO_AD_PASSWORD": "secret-password",
+    "FIDO_AD_BASE_DN": "DC=corp",
+}
 
 NEW_POLICY = """\
 thresholds: {ask_approval: 50, auto_act: 80}
@@ -188,13 +195,61 @@ def test_bad_durations(text: str) -> None:
         tools.duration(text)
 
 
-def test_responder_targets_are_classes_or_bare_instances() -> None:
+def test_responder_targets_are_the_responders_as_serve_builds_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rule's options decide what a responder acts on, as in ``fido serve``."""
+    for name, value in AD_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FIDO_TEST_HOOK_SECRET", "s3cret")
     policy = Policy(
-        actions=[ActionPolicy(responder="ad_disable_account"), ActionPolicy(responder="log_only")]
+        actions=[
+            ActionPolicy(responder="ad_disable_account"),
+            ActionPolicy(responder="log_only", options={"target_kind": "host"}),
+            ActionPolicy(
+                responder="webhook",
+                options={
+                    "url": "https://127.0.0.1:9/hook",
+                    "secret_env": "FIDO_TEST_HOOK_SECRET",
+                    "target_kind": "host",
+                    "label": "isolate",
+                },
+            ),
+        ]
     )
-    targets = tools.responder_targets(policy)
-    assert targets["ad_disable_account"] is ADDisableAccount  # nothing connected
+    targets = tools.responder_targets(Settings(), policy)
+    assert isinstance(targets["ad_disable_account"], ADDisableAccount)  # nothing connected
     assert isinstance(targets["log_only"], LogOnlyResponder)
-    assert targets["log_only"].target_kind == "user"
+    assert {name: t.target_kind for name, t in targets.items()} == {
+        "ad_disable_account": "user",
+        "log_only": "host",
+        "webhook": "host",
+    }
     with pytest.raises(ConfigError, match="unknown responder 'nope'"):
-        tools.responder_targets(Policy(actions=[ActionPolicy(responder="nope")]))
+        tools.responder_targets(Settings(), Policy(actions=[ActionPolicy(responder="nope")]))
+    monkeypatch.delenv("FIDO_TEST_HOOK_SECRET")
+    with pytest.raises(ConfigError, match="FIDO_TEST_HOOK_SECRET is not set"):
+        tools.responder_targets(Settings(), policy)
+
+
+def test_a_host_rule_proposes_nothing_on_users(workdir: Path) -> None:
+    """log_only told to act on hosts: the stored incidents name users only, so nothing is
+    acted on automatically any more (a responder built without its options acted on
+    alice)."""
+    host_rule = "  - responder: log_only\n    options: {target_kind: host}\n"
+    (workdir / "hosts.yml").write_text(NEW_POLICY.replace("  - responder: log_only\n", host_rule))
+    done = run(workdir, "--policy", "hosts.yml", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["newly_auto"] == 0
+    assert "auto_act" not in report["transitions"].get("ask_approval", {})
+
+
+def test_a_missing_secret_of_a_responder_is_named(workdir: Path) -> None:
+    (workdir / "hook.yml").write_text(
+        "actions:\n  - responder: webhook\n    options:\n"
+        "      url: https://127.0.0.1:9/hook\n      secret_env: FIDO_TEST_HOOK_SECRET\n"
+    )
+    done = run(workdir, "--policy", "hook.yml", "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "FIDO_TEST_HOOK_SECRET is not set" in done.stderr

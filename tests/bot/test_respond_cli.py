@@ -60,3 +60,81 @@ def test_dry_run_and_refusals(env: str) -> None:
     assert unknown.exit_code == 1 and "no action rule names 'nope'" in unknown.output
     actions, _ = asyncio.run(recorded(env))
     assert [a.status for a in actions] == ["dry_run"]
+
+
+def test_undo_reverses_a_responded_action_as_the_operator(env: str) -> None:
+    runner = CliRunner()
+    done = runner.invoke(app, ["respond", "log_only", "mallory"])
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[-1] == "undo it with: fido undo 1"
+
+    undone = runner.invoke(app, ["undo", "1"])
+
+    assert undone.exit_code == 0, undone.output
+    assert undone.output.strip() == "action 1: undone: Recorded: would re-enable mallory"
+    actions, entries = asyncio.run(recorded(env))
+    assert [(a.status, a.undone_by) for a in actions] == [("undone", "operator:jsmith")]
+    assert entries[-1] == ("operator:jsmith", "action.undo.ok")
+    # no longer in force: a new run acts again
+    again = runner.invoke(app, ["respond", "log_only", "mallory"])
+    assert again.exit_code == 0 and "action 2: succeeded" in again.output
+
+
+def test_undo_refuses_unknown_undone_and_not_succeeded_actions(env: str) -> None:
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["undo", "9"])
+    assert unknown.exit_code == 1 and "fido: there is no action 9" in unknown.output
+    runner.invoke(app, ["respond", "log_only", "mallory", "--dry-run"])
+    dry = runner.invoke(app, ["undo", "1"])
+    assert dry.exit_code == 1
+    assert (
+        "fido: action 1 (log_only on mallory) is dry_run: only a succeeded action is undone"
+        in dry.output
+    )
+    runner.invoke(app, ["respond", "log_only", "bob"])
+    assert runner.invoke(app, ["undo", "2"]).exit_code == 0
+    twice = runner.invoke(app, ["undo", "2"])
+    assert twice.exit_code == 1 and "is undone: only a succeeded action is undone" in twice.output
+    _, entries = asyncio.run(recorded(env))
+    assert [verb for _, verb in entries].count("action.undo.ok") == 1
+
+
+def test_undo_refuses_an_irreversible_responder(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook without undo_url cannot take its action back: nothing is sent."""
+    policy = tmp_path / "fido.yml"
+    policy.write_text(
+        "enrichers: []\nactions:\n  - responder: webhook\n    options:\n"
+        "      url: https://127.0.0.1:9/hook\n      secret_env: FIDO_TEST_HOOK_SECRET\n"
+    )
+    monkeypatch.setenv("FIDO_TEST_HOOK_SECRET", "s3cret")
+    asyncio.run(store_succeeded(env, "webhook", "mallory"))
+
+    refused = CliRunner().invoke(app, ["undo", "1"])
+
+    assert refused.exit_code == 1
+    assert (
+        "fido: action 1 (webhook on mallory) cannot be undone: webhook is not reversible"
+        in refused.output
+    )
+    actions, entries = asyncio.run(recorded(env))
+    assert [a.status for a in actions] == ["succeeded"] and entries == []
+
+
+async def store_succeeded(url: str, responder: str, target: str) -> None:
+    database.upgrade(url)
+    db = database.Database(url)
+    async with db.session() as session:
+        session.add(
+            Action(
+                responder=responder,
+                target=target,
+                idempotency_key=f"test:{responder}:{target}",
+                requested_by="operator:jsmith",
+                status="succeeded",
+                result="sent",
+            )
+        )
+        await session.commit()
+    await db.dispose()

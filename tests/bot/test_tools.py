@@ -224,6 +224,26 @@ async def _closed_incident(url: str) -> None:
     await db.dispose()
 
 
+async def _add_action(url: str, *, responder: str, target: str) -> None:
+    from pipeline.models import Action
+
+    db = database.Database(url)
+    async with db.session() as session:
+        session.add(
+            Action(
+                incident_id=1,
+                responder=responder,
+                target=target,
+                idempotency_key=f"test:{responder}:{target}",
+                requested_by="UANALYST",
+                status="succeeded",
+                result="sent",
+            )
+        )
+        await session.commit()
+    await db.dispose()
+
+
 async def test_incident_on_the_command_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fido.db'}"
     await _closed_incident(url)
@@ -263,9 +283,26 @@ async def test_incident_on_the_command_line(tmp_path: Path) -> None:
 
     text = fido("incident", "#1", cwd=tmp_path, FIDO_DATABASE_URL=url)
     assert text.returncode == 2  # not a number: typer's usage error
-    text = fido("incident", "1", cwd=tmp_path, FIDO_DATABASE_URL=url)
+    # the text draws each action with its responder's label, from the responder as fido
+    # serve builds it: here a webhook's ``label`` option
+    await _add_action(url, responder="webhook", target="alice")
+    policy = tmp_path / "hook.yml"
+    policy.write_text(
+        "actions:\n  - responder: webhook\n    options:\n"
+        "      url: https://127.0.0.1:9/hook\n      secret_env: FIDO_TEST_HOOK_SECRET\n"
+        "      label: isolate\n"
+    )
+    text = fido(
+        "incident",
+        "1",
+        cwd=tmp_path,
+        FIDO_DATABASE_URL=url,
+        FIDO_CONFIG=str(policy),
+        FIDO_TEST_HOOK_SECRET="s3cret",
+    )
     assert text.returncode == 0, text.stderr
     out = text.stdout.decode()
+    assert "*isolate* `alice` · *succeeded*" in out
     assert out.splitlines()[0] == "🔴 CRITICAL · Odd login"
     assert f"*Score: {shown['score']}/100* · every point\n*Threat* +60\n" in out
     assert "• +60 severity critical" in out and "• +10 user alice is a real account" in out

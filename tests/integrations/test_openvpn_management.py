@@ -380,6 +380,44 @@ async def test_guard_lets_the_interface_go_when_nothing_is_blocked() -> None:
     assert fake.connections == 2
 
 
+async def test_guard_reconcile_follows_the_stored_names() -> None:
+    """The leader hands the guard the names in force: new ones are swept at once (not at
+    the next timed sweep), dropped ones let in, and with none left the interface is let go."""
+    async with FakeVPN("jdoe", "alice", "bob") as fake:
+        guard = fake_guard(fake, poll_interval=60)
+        try:
+            assert guard.reconcile([]) == (frozenset(), frozenset())
+            await asyncio.sleep(0.2)
+            assert not guard.connected and fake.connections == 0  # nothing to guard
+            assert guard.reconcile(["jdoe"]) == ({"jdoe"}, frozenset())
+            await until(lambda: "kill jdoe" in fake.received, "jdoe was not swept")
+            guard.reconcile(["jdoe", "bob"])
+            await until(lambda: "kill bob" in fake.received, "bob was not swept at once")
+            assert guard.reconcile(["bob"]) == (frozenset(), {"jdoe"})
+            assert guard.blocked == {"bob"}
+            assert guard.reconcile([]) == (frozenset(), {"bob"})
+            await until(lambda: not guard.connected, "the guard kept the interface")
+        finally:
+            await guard.stop()
+    assert fake.listed == ["alice"] and "kill alice" not in fake.received
+
+
+async def test_guard_reconcile_does_not_undo_what_this_process_just_did() -> None:
+    """A list read before a click here was stored lags behind it: for LOCAL_GRACE seconds
+    the click's block or unblock stands."""
+    async with FakeVPN("jdoe") as fake:
+        guard = fake_guard(fake)
+        try:
+            await guard.block("jdoe")
+            assert guard.reconcile([]) == (frozenset(), frozenset())  # not stored yet
+            assert guard.blocked == {"jdoe"}
+            assert await guard.unblock("jdoe")
+            assert guard.reconcile(["jdoe"]) == (frozenset(), frozenset())  # a stale list
+            assert not guard.blocked
+        finally:
+            await guard.stop()
+
+
 async def test_guard_block_fails_fast_when_the_interface_is_down() -> None:
     port = free_port()
 
@@ -400,8 +438,7 @@ async def test_guard_answers_client_auth_requests() -> None:
     """With --management-client-auth OpenVPN asks before admitting anyone."""
     async with FakeVPN() as fake:
         guard = fake_guard(fake)
-        guard.restore(["jdoe"])  # names stored before a restart
-        await guard.start()
+        guard.reconcile(["jdoe"])  # the names in force, as stored
         try:
             await until(lambda: "status 3" in fake.received, "the guard never connected")
             for cid, name in (("5", "jdoe"), ("6", "alice")):

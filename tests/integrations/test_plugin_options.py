@@ -229,8 +229,26 @@ def test_a_plugin_without_an_options_model_is_refused() -> None:
         def __init__(self) -> None:
             self.name = "bare"
 
-    with pytest.raises(ConfigError, match="^widget bare: declares no Options model$"):
-        build_plugin(registry, "bare", {}, Context())
+    @registry.register("half")
+    class Half:  # an Options model, and no build
+        Options = plugins.NoOptions
+
+    @registry.register("odd")
+    class Odd:  # Options that is no model
+        Options = dict
+
+        @classmethod
+        def build(cls, options: Any, context: Context) -> Odd:
+            return cls()
+
+    for name in ("bare", "half"):
+        with pytest.raises(
+            ConfigError,
+            match=f"^widget {name}: is no plugin: it declares no Options model and build\\(\\)$",
+        ):
+            build_plugin(registry, name, {}, Context())
+    with pytest.raises(ConfigError, match="^widget odd: its Options is not a pydantic model$"):
+        build_plugin(registry, "odd", {}, Context())
 
 
 def test_directory_needs_every_setting_named_at_once() -> None:

@@ -19,13 +19,19 @@ import pytest
 from pydantic import ValidationError
 
 from integrations.responders.openvpn_kill_session import FIDO_LINES, OpenVPNKillSession
+from pipeline import act
+from pipeline.db import Database
 from pipeline.errors import ConfigError, ResponderError
+from pipeline.leader import HOLD_EVERY, HeldContainments, Leadership
+from pipeline.models import Action
 from pipeline.plugins import Context, HoldsContainment, Impact, Responder, responders
+from pipeline.policy import ActionPolicy, Policy
 from tests.fixtures import openvpn as fixtures
 from tests.fixtures.openvpn import (
     OpenVPNClient,
     OpenVPNServer,
     eventually,
+    start_openvpn,
     throughout,
 )
 from tests.fixtures.servers import free_port
@@ -35,6 +41,7 @@ openvpn_server = fixtures.openvpn_server
 openvpn = fixtures.openvpn
 
 PASSWORD_ENV = "FIDO_TEST_OPENVPN_PASSWORD"
+NAME = "openvpn_kill_session"
 
 
 def build(
@@ -54,14 +61,18 @@ def build(
 
 
 @asynccontextmanager
-async def guarded(server: OpenVPNServer, **changes: Any) -> AsyncIterator[OpenVPNKillSession]:
-    """The responder without a client-config-dir; its guard is stopped afterwards."""
+async def guarded(
+    server: OpenVPNServer, *, leading: bool = True, **changes: Any
+) -> AsyncIterator[OpenVPNKillSession]:
+    """The responder without a client-config-dir, as on Fido's leading replica (its guard
+    runs there) unless not ``leading``; the guard is stopped afterwards."""
     responder = build(server, ccd_dir=None, **changes)
+    if leading:
+        await responder.hold([])
     try:
         yield responder
     finally:
-        assert responder.guard is not None
-        await responder.guard.stop()
+        await responder.release()
 
 
 async def connect_all(server: OpenVPNServer, *names: str) -> list[OpenVPNClient]:
@@ -128,6 +139,7 @@ def test_options_refuse_bad_common_name_templates(template: str) -> None:
         {"ccd_dir": "relative/ccd"},
         {"timeout": 0},
         {"password_env": "NOT-A-NAME"},
+        {"client_auth": True, "ccd_dir": "/etc/openvpn/ccd"},
     ],
 )
 def test_options_refuse_unknown_keys_and_bad_values(changes: dict[str, Any]) -> None:
@@ -358,13 +370,13 @@ async def test_hanging_management_times_out(openvpn: OpenVPNServer, mode: str) -
     if mode == "guard":
         changes["ccd_dir"] = None
     responder = build(openvpn, **changes)
+    await responder.hold([])  # the guard's own process (elsewhere a silent one is busy)
     started = time.monotonic()
     try:
         with pytest.raises(ResponderError, match="did not answer within 0.5 s"):
             await responder.execute("hang-jdoe")
     finally:
-        if responder.guard is not None:
-            await responder.guard.stop()
+        await responder.release()
         server.close()
         for writer in accepted:
             writer.close()
@@ -440,7 +452,7 @@ async def test_a_restarted_fido_holds_the_guards_containments_again(
     # the first Fido stopped (its guard with it): the client gets back in
     await eventually(lambda: bool(openvpn.established("held-jdoe")), 20, "not back in")
     assert isinstance(before, HoldsContainment)
-    async with guarded(openvpn) as after:  # a new process, as after a restart
+    async with guarded(openvpn, leading=False) as after:  # a new process, as after a restart
         assert await after.hold([("held-jdoe", done.undo_data), ("x", {"mode": "ccd"})]) == 1
         guard = after.guard
         assert guard is not None and guard.blocked == {"held-jdoe"}
@@ -450,3 +462,159 @@ async def test_a_restarted_fido_holds_the_guards_containments_again(
     await eventually(lambda: ended_by_kill(openvpn, "held-jdoe") >= 2, 5, "log: no kills")
     assert await build(openvpn).hold([("held-jdoe", done.undo_data)]) == 0  # ccd_dir mode
     assert jdoe.running
+
+
+# -- the guard follows the database, on the leading replica -------------------------
+
+
+async def test_the_leaders_guard_follows_actions_and_undos_stored_by_other_processes(
+    openvpn: OpenVPNServer, db: Database
+) -> None:
+    """``fido respond`` (or a replica that does not lead) ends the session and stores the
+    action; the leader's guard reads it within HOLD_EVERY and keeps the user out; an Undo
+    stored elsewhere lets them in again as soon as the leader reads it."""
+    jdoe, alice = await connect_all(openvpn, "db-jdoe", "db-alice")
+    policy = Policy(actions=[ActionPolicy(responder="openvpn_kill_session")])
+    elsewhere = build(openvpn, ccd_dir=None)  # another process: it never holds
+    async with guarded(openvpn, leading=False) as on_leader:
+        holding = HeldContainments(Leadership(db, replica="r1"), {NAME: on_leader})
+        await holding.run()  # nothing in force: the guard does not take the interface
+        assert on_leader.guard is not None and not on_leader.guard.connected
+
+        action, ran = await act.respond(
+            db=db,
+            policy=policy,
+            responders={NAME: elsewhere},
+            responder=NAME,
+            target="db-jdoe",
+            operator="operator:root",
+        )
+        assert ran and action.status == "succeeded", action.result
+        assert action.result.startswith("Ended 1 VPN session of db-jdoe (common name db-jdoe)")
+        assert elsewhere.guard is not None and not elsewhere.guard.blocked
+
+        # no leader has read it yet: the client comes back ...
+        await eventually(lambda: jdoe.connections >= 2, 20, "the session was not ended")
+        for _ in range(int(10 / HOLD_EVERY)):  # ... until the leader's job runs
+            await holding.run()
+            await asyncio.sleep(HOLD_EVERY)
+        guard = on_leader.guard
+        assert guard.blocked == {"db-jdoe"} and guard.rekills >= 1
+        kills = ended_by_kill(openvpn, "db-jdoe")
+        await eventually(lambda: ended_by_kill(openvpn, "db-jdoe") > kills, 20, "not kept out")
+        assert ended_by_kill(openvpn, "db-alice") == 0 and alice.connections == 1
+
+        undone = await act.undo(
+            db=db, responders={NAME: elsewhere}, action_id=action.id or 0, actor="U1"
+        )
+        assert undone.status == "undone"
+        assert "stops ending the VPN sessions of db-jdoe" in (undone.result or "")
+        await holding.run()
+        assert not guard.blocked
+        await eventually(lambda: not guard.connected, 5, "the guard kept the interface")
+        await eventually(lambda: bool(openvpn.established("db-jdoe")), 20, "not back in")
+        assert jdoe.running
+
+
+async def test_a_replica_that_stops_leading_lets_the_interface_go(
+    openvpn: OpenVPNServer, db: Database
+) -> None:
+    (jdoe,) = await connect_all(openvpn, "lost-jdoe")
+    async with guarded(openvpn, leading=False) as responder:
+        leadership = Leadership(db, replica="r1")
+        holding = HeldContainments(leadership, {NAME: responder})
+        done = await build(openvpn, ccd_dir=None).execute("lost-jdoe")
+        async with db.session() as session:
+            session.add(stored(done, "lost-jdoe"))
+            await session.commit()
+        await holding.run()
+        guard = responder.guard
+        assert guard is not None and guard.blocked == {"lost-jdoe"}
+        await eventually(lambda: guard.connected, 5, "the guard did not connect")
+
+        leadership.leader = False  # another replica took over
+        await holding.run()
+
+        assert not guard.connected and not guard.blocked and not responder.holding
+        # the interface is free for the new leader's guard (here: the test's own command)
+        assert openvpn.sessions() is not None
+        await eventually(lambda: bool(openvpn.established("lost-jdoe")), 20, "not back in")
+        assert jdoe.running
+
+
+async def test_while_the_leaders_guard_holds_the_interface_others_leave_it_the_work(
+    openvpn: OpenVPNServer, db: Database
+) -> None:
+    """OpenVPN leaves a second management client unanswered: another replica's click is
+    recorded for the guard, which ends the session as soon as its job reads it."""
+    jdoe, alice = await connect_all(openvpn, "busy-jdoe", "busy-alice")
+    async with guarded(openvpn, leading=False) as on_leader:
+        holding = HeldContainments(Leadership(db, replica="r1"), {NAME: on_leader})
+        first = await build(openvpn, ccd_dir=None).execute("busy-alice")
+        async with db.session() as session:
+            session.add(stored(first, "busy-alice"))
+            await session.commit()
+        await holding.run()
+        guard = on_leader.guard
+        assert guard is not None
+        await eventually(lambda: guard.connected, 5, "the guard did not connect")
+
+        done = await build(openvpn, ccd_dir=None, timeout=0.5).execute("busy-jdoe")
+
+        assert done.summary.startswith(
+            f"The OpenVPN management interface at 127.0.0.1:{openvpn.management_port} did "
+            "not answer within 0.5 s"
+        )
+        assert done.summary.endswith(
+            "Fido's session guard, which holds it on the leading replica, ends the sessions "
+            "of busy-jdoe (common name busy-jdoe) within seconds and every new one until undone"
+        )
+        assert done.undo_data["mode"] == "guard"
+        assert ended_by_kill(openvpn, "busy-jdoe") == 0  # nothing reached the server yet
+        async with db.session() as session:
+            session.add(stored(done, "busy-jdoe"))
+            await session.commit()
+        await holding.run()
+        assert guard.blocked == {"busy-alice", "busy-jdoe"}
+        # ended, and ended again when it reconnects (the server's own log says so)
+        await eventually(lambda: ended_by_kill(openvpn, "busy-jdoe") >= 2, 20, "not kept out")
+        assert jdoe.running and alice.running
+
+
+async def test_with_client_auth_the_leaders_guard_admits_everyone_but_the_blocked() -> None:
+    """--management-client-auth: OpenVPN admits nobody no management client answers for,
+    so the leader's guard holds the interface even while nothing is blocked."""
+    with start_openvpn(client_auth=True) as server:
+        responder = build(server, ccd_dir=None, client_auth=True)
+        guard = responder.guard
+        assert guard is not None
+        await responder.hold([])
+        try:
+            await eventually(lambda: guard.connected, 5, "the guard did not take the interface")
+            jdoe, alice = server.start_client("gate-jdoe"), server.start_client("gate-alice")
+
+            def admitted() -> bool:
+                return jdoe.connections == 1 and alice.connections == 1
+
+            await eventually(admitted, 30, "the guard did not admit them")
+            done = await responder.execute("gate-jdoe")
+            assert done.summary.startswith("Ended 1 VPN session of gate-jdoe")
+            # the client retries every few seconds, slower on a busy machine
+            await eventually(lambda: guard.denied >= 1, 40, "gate-jdoe was not denied")
+            assert jdoe.running and jdoe.connections == 1 and alice.connections == 1
+        finally:
+            await responder.release()
+        assert not guard.connected
+
+
+def stored(done: Any, target: str) -> Action:
+    return Action(
+        incident_id=None,
+        responder=NAME,
+        target=target,
+        idempotency_key=f"test:{target}",
+        requested_by="operator:root",
+        status="succeeded",
+        result=done.summary,
+        undo_data=done.undo_data,
+    )
