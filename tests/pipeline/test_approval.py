@@ -319,7 +319,8 @@ async def test_a_responders_cap_trips_at_n_plus_one_and_stays_until_reset(db: Da
     for n, user in enumerate(["alice", "dave", "erin"]):
         await send(db, user, n)
     await engine.drain()  # one burst: triaged before any action ran
-    assert responder.executions == ["alice", "dave"]  # the third asked instead
+    # the third asked instead (two incidents' actions run concurrently, in either order)
+    assert sorted(responder.executions) == ["alice", "dave"]
     third = await incident_of(db, "erin")
     assert third.decision == "ask_approval" and "reached its cap of 2" in (
         third.decision_reason or ""
@@ -329,12 +330,13 @@ async def test_a_responders_cap_trips_at_n_plus_one_and_stays_until_reset(db: Da
     assert (await verbs(db)).count("automation.cap_tripped") == 1
     await alert(db, engine, "dave", 9)  # the same incident again: no second action, no trip
     await alert(db, engine, "frank")  # still tripped, whatever the count
-    assert responder.executions == ["alice", "dave"]
+    assert sorted(responder.executions) == ["alice", "dave"]
     assert (await incident_of(db, "frank")).decision == "ask_approval"
     assert await engine.incidents.resume(actor=BOB, responder="test_lock")
     assert "automation.cap_reset" in await verbs(db)
     await alert(db, engine, "gina")  # reset: the count starts again
-    assert responder.executions == ["alice", "dave", "gina"]
+    assert sorted(responder.executions[:2]) == ["alice", "dave"]
+    assert responder.executions[2:] == ["gina"]
     assert (await incident_of(db, "gina")).decision == "auto_act"
 
 
@@ -348,7 +350,7 @@ async def test_the_hourly_cap_on_all_automatic_actions_holds_in_a_burst(db: Data
     for n, user in enumerate(["alice", "dave", "erin"]):
         await send(db, user, n)
     await engine.drain()
-    assert responder.executions == ["alice", "dave"]
+    assert sorted(responder.executions) == ["alice", "dave"]
     third = await incident_of(db, "erin")
     assert third.decision == "ask_approval" and "cap of 2 automatic actions per hour" in (
         third.decision_reason or ""
