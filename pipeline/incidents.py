@@ -275,7 +275,7 @@ class IncidentService:
             self.kick()
 
     async def _authorize_action(
-        self, actor: str, responder: str, verb: str, incident_id: int
+        self, actor: str, responder: str, verb: str, incident_id: int | None
     ) -> None:
         """Approvers of this action: FIDO_APPROVERS, the policy's, the action rule's, and
         members of the rule's Slack user group."""
@@ -348,10 +348,14 @@ class IncidentService:
         return frozenset(name for name, r in self.responders.items() if r.reversible)
 
     async def undo(self, *, incident_id: int, action_id: int, actor: str) -> Action:
-        """Undo an action (approvers only); refused for a responder that cannot undo."""
-        await self._authorize(actor, "undo", incident_id)
-        async with self.db.session() as session:
+        """Undo an action (its approvers only, as for approving it); refused for a
+        responder that cannot undo."""
+        async with self.db.session(durable=False) as session:
             action = await session.get(Action, action_id)
+        if action is None:
+            await self._authorize(actor, "undo", incident_id)
+        else:
+            await self._authorize_action(actor, action.responder, "undo", incident_id)
         if action is not None and action.responder not in self.reversible():
             raise InputError(
                 f"{action.responder} on {action.target} cannot be undone: "
@@ -396,14 +400,14 @@ class IncidentService:
     # -- time-boxed containment --------------------------------------------------------------
 
     async def extend(self, *, action_id: int, hours: float, actor: str) -> Action:
-        """Push back when a time-boxed containment is undone (approvers only)."""
+        """Push back when a time-boxed containment is undone (its approvers only)."""
         if not 0 < hours <= 24 * 90:
             raise InputError("extend by 1 hour to 90 days")
         async with self.db.session() as session:
             action = await session.get(Action, action_id)
             if action is None:
                 raise InputError(f"there is no action {action_id}")
-        await self._authorize(actor, "extend", action.incident_id)
+        await self._authorize_action(actor, action.responder, "extend", action.incident_id)
         async with self.db.session() as session:
             action = await session.get(Action, action_id)
             assert action is not None

@@ -151,10 +151,29 @@ async def test_approvers_per_action_by_id_and_by_group(db: Database) -> None:
     incident = await alert(db, engine, "dave")
     with pytest.raises(NotAuthorized):
         await click(engine, incident, "dave", "USTRANGER")
-    assert (await click(engine, incident, "dave", GROUPIE)).status == "succeeded"
+    dave = await click(engine, incident, "dave", GROUPIE)
+    assert dave.status == "succeeded"
     incident = await alert(db, engine, "erin")
-    assert (await click(engine, incident, "erin", "UONCALL")).status == "succeeded"
+    erin = await click(engine, incident, "erin", "UONCALL")
+    assert erin.status == "succeeded"
     assert responder.executions == ["dave", "erin"]
+    # the same approvers may undo, and nobody else
+    for action in (dave, erin):
+        assert action.id is not None and action.incident_id is not None
+        with pytest.raises(NotAuthorized):
+            await engine.incidents.undo(
+                incident_id=action.incident_id, action_id=action.id, actor="USTRANGER"
+            )
+    assert dave.id is not None and dave.incident_id is not None
+    undone = await engine.incidents.undo(
+        incident_id=dave.incident_id, action_id=dave.id, actor="UONCALL"
+    )
+    assert undone.status == "undone"
+    assert erin.id is not None and erin.incident_id is not None
+    undone = await engine.incidents.undo(
+        incident_id=erin.incident_id, action_id=erin.id, actor=GROUPIE
+    )
+    assert undone.status == "undone"
 
 
 async def test_two_person_rule_needs_two_distinct_approvers(db: Database) -> None:
