@@ -31,7 +31,7 @@ from bot.wiring import Wiring
 from pipeline import audit
 from pipeline.db import Database
 from pipeline.engine import Engine
-from pipeline.models import Action
+from pipeline.models import Action, Incident
 from pipeline.policy import ActionPolicy, Policy
 from tests.fixtures.slack import FakeSlack, block_actions_body, signed_headers
 
@@ -280,6 +280,32 @@ async def test_unsigned_or_stale_clicks_are_refused(
     )
     assert response.status_code == 401
     await asyncio.sleep(0.5)
+    assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
+    async with fido.db.session() as session:
+        assert (await session.exec(select(Action))).all() == []
+
+
+async def test_a_button_from_a_card_that_has_changed_is_refused(fido: Fido, samba_ad: Any) -> None:
+    """An Approve drawn before the decision changed (new alerts, a new proposal) is refused
+    with a clear message, through the signed click: nothing is disabled."""
+    name = f"e2e{uuid.uuid4().hex[:8]}"
+    password = "Fido-e2e-Passw0rd!"
+    samba_ad.create_user(name, password)
+    await fido.alert(title="Ransomware note written", severity="critical", user=name)
+    post = await posted_card(fido)
+    [approve] = buttons(blocks_of(post), ActionId.APPROVE)
+    message = {"channel": post["channel"], "ts": post["ts"]}
+    async with fido.db.session() as session:  # the incident was decided again since
+        [incident] = (await session.exec(select(Incident))).all()
+        incident.decision_version += 1
+        session.add(incident)
+        await session.commit()
+
+    assert (await fido.click(approve, user=APPROVER, message=message)).status_code == 200
+    await fido.slack.wait_for("response_url", timeout=30)
+    [reply] = fido.slack.calls("response_url")
+    assert reply["response_type"] == "ephemeral"
+    assert "changed since this button was drawn" in reply["text"]
     assert bind_error(samba_ad.url, f"{name}@{samba_ad.realm}", password) is None
     async with fido.db.session() as session:
         assert (await session.exec(select(Action))).all() == []

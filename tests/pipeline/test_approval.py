@@ -204,6 +204,21 @@ async def test_two_approvers_clicking_at_once_make_one_action(db: Database) -> N
     assert responder.executions == ["dave"]
 
 
+async def test_two_first_clicks_at_once_on_a_one_approver_action_make_one_action(
+    db: Database,
+) -> None:
+    engine, responder = make(db, two_person=False)
+    incident = await alert(db, engine, "dave")
+    results = await asyncio.gather(
+        click(engine, incident, "dave", BOB),
+        click(engine, incident, "dave", CAROL),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Action) for r in results) == 1
+    assert all(isinstance(r, Action | InputError) for r in results), results
+    assert responder.executions == ["dave"]
+
+
 async def test_a_stale_or_old_button_is_refused(db: Database) -> None:
     clock = Clock()
     engine, responder = make(db, clock)

@@ -150,6 +150,15 @@ async def test_an_odd_name_is_only_a_query_value(s1: FakeS1) -> None:
     assert result.undo_data["computer_name"] == "o'brien&pc=1"
 
 
+def test_the_confirm_dialog_says_what_isolation_does(s1: FakeS1) -> None:
+    responder = build(s1.http)
+    assert responder.plan("laptop-042") == (
+        "Disconnect laptop-042 from the network with SentinelOne — it can only reach the "
+        "SentinelOne console until Undo"
+    )
+    assert responder.plan("laptop-042\nrm").startswith("Refused to isolate")
+
+
 @pytest.mark.parametrize("target", ["laptop\n042", "lap top", "", "x\u2028y"])
 async def test_unsafe_targets_are_refused(s1: FakeS1, target: str) -> None:
     with pytest.raises(ResponderError, match="Refused to isolate"):
