@@ -311,6 +311,21 @@ async def test_a_button_from_a_card_that_has_changed_is_refused(fido: Fido, samb
         assert (await session.exec(select(Action))).all() == []
 
 
+@pytest.mark.parametrize("user", ["Administrator", "CORP\\administrator", "ADMİNİSTRATOR"])
+async def test_a_protected_account_is_never_proposed_and_stays_enabled(
+    fido: Fido, samba_ad: Any, user: str
+) -> None:
+    """The directory's own Administrator, in any of its forms or a look-alike of it, gets a
+    card without an Approve button, and its bind keeps working."""
+    await fido.alert(title="Ransomware note written", severity="critical", user=user)
+    post = await posted_card(fido)
+    assert buttons(blocks_of(post), ActionId.APPROVE) == []
+    admin = f"Administrator@{samba_ad.realm}"
+    assert bind_error(samba_ad.url, admin, samba_ad.admin_password) is None
+    async with fido.db.session() as session:
+        assert (await session.exec(select(Action))).all() == []
+
+
 async def test_a_privileged_vip_needs_two_approvers_and_never_themselves(
     fido: Fido, samba_ad: Any
 ) -> None:
