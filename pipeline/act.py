@@ -364,7 +364,7 @@ async def undo(
         won = await session.exec(
             update(Action)
             .where(col(Action.id) == action_id, col(Action.status) == ActionStatus.succeeded.value)
-            .values(status=ActionStatus.undoing.value)
+            .values(status=ActionStatus.undoing.value, replica=db.replica)
         )
         await session.commit()
     if won.rowcount != 1:

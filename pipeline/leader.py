@@ -243,39 +243,52 @@ INTERRUPTED = (
 )
 
 
+UNDO_INTERRUPTED = (
+    "undo interrupted: replica {replica} stopped while undoing this, so whether {target} "
+    "is released is unknown; press Undo again"
+)
+
+
 async def interrupt_actions(db: Database, *, replica: str) -> int:
     """Mark the actions ``replica`` was running when it stopped ``interrupted``, each with
     an audit entry and its card updated, in one transaction. Running a responder again is
     not safe when its first call may have acted (a second disable, a session killed
-    twice), so a person decides. Returns how many."""
+    twice), so a person decides. An undo it was making goes back to ``succeeded``: the
+    containment may still hold, and Undo may be pressed again (undoing twice is harmless).
+    Returns how many."""
     async with db.session() as session:
         running = (
             await session.exec(
                 select(Action).where(
-                    col(Action.status) == ActionStatus.running.value,
+                    col(Action.status).in_(
+                        [ActionStatus.running.value, ActionStatus.undoing.value]
+                    ),
                     col(Action.replica) == replica[:128],
                 )
             )
         ).all()
         interrupted = 0
         for action in running:
-            result = INTERRUPTED.format(
+            undoing = action.status == ActionStatus.undoing.value
+            was, now = (
+                (ActionStatus.undoing, ActionStatus.succeeded)
+                if undoing
+                else (ActionStatus.running, ActionStatus.interrupted)
+            )
+            result = (UNDO_INTERRUPTED if undoing else INTERRUPTED).format(
                 replica=replica, responder=action.responder, target=action.target
             )
             changed = await session.exec(
                 update(Action)
-                .where(
-                    col(Action.id) == action.id,
-                    col(Action.status) == ActionStatus.running.value,
-                )
-                .values(status=ActionStatus.interrupted.value, result=result, updated_at=utcnow())
+                .where(col(Action.id) == action.id, col(Action.status) == was.value)
+                .values(status=now.value, result=result, updated_at=utcnow())
             )
             if changed.rowcount != 1:  # it finished meanwhile
                 continue
             audit.record(
                 session,
                 actor=SYSTEM_ACTOR,
-                verb=f"action.{ActionStatus.interrupted.value}",
+                verb="action.undo.interrupted" if undoing else "action.interrupted",
                 target=f"{action.responder}:{action.target}",
                 incident_id=action.incident_id,
                 replica=replica,

@@ -211,6 +211,29 @@ async def test_a_replica_restarting_interrupts_what_it_left_running(db: Database
     assert await leader.interrupt_actions(db, replica="r1") == 0
 
 
+async def test_an_undo_left_half_done_goes_back_to_succeeded_to_be_pressed_again(
+    db: Database,
+) -> None:
+    """A replica that died while undoing: the containment may still hold, so the action is
+    ``succeeded`` again (Undo offered anew), audited, its card redrawn."""
+    incident = await running_actions(db, alice="r1", bob="r1")
+    async with db.session() as session:
+        for action in (await session.exec(select(Action))).all():
+            if action.target == "alice":
+                action.status = ActionStatus.undoing.value
+                session.add(action)
+        await session.commit()
+    assert await leader.interrupt_actions(db, replica="r1") == 2
+    found = await states(db)
+    assert found["bob"][0] == "interrupted"
+    status, result = found["alice"]
+    assert status == "succeeded" and result is not None and "Undo again" in result
+    async with db.session() as session:
+        [entry] = await audit.entries(session, verb="action.undo.interrupted")
+    assert (entry.target, entry.incident_id) == ("test_lock:alice", incident)
+    assert await leader.interrupt_actions(db, replica="r1") == 0
+
+
 async def test_an_interrupted_action_is_not_run_again_by_a_click(db: Database) -> None:
     """An approver who clicks again is told what happened instead of acting twice."""
     incident = await running_actions(db, alice="r1")
