@@ -1,12 +1,11 @@
 """Decide: record, notify, ask for approval, or act automatically — and on whom.
 
 Safety first: protected accounts and look-alike targets are never proposed. Privileged and
-VIP targets, and high-impact actions (the rule's ``two_person``; unset, the responder's
-impact), are proposed for two distinct approvers and never run automatically. Automatic
-action is opt-in (``thresholds.auto_act``, and ``auto`` per action rule), and falls back to
-asking when enrichment is degraded, in dry-run, while an approver has paused automation,
-past the hourly caps (all responders, and per responder), or when the responder's cap has
-tripped.
+VIP targets, and actions the policy marks high impact (``two_person``), are proposed for
+two distinct approvers and never run automatically. Automatic action is opt-in
+(``thresholds.auto_act``, and ``auto`` per action rule), and falls back to asking when
+enrichment is degraded, in dry-run, while an approver has paused automation, past the
+hourly caps (all responders, and per responder), or when the responder's cap has tripped.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from pipeline.controls import Switches
 from pipeline.enrich import facts_for
 from pipeline.models import Decision, Incident
 from pipeline.observables import Kind, Observables, account_name, unsafe_characters
-from pipeline.plugins import Impact
 from pipeline.policy import ActionPolicy, Policy
 from pipeline.records import Proposal, enrichment_of, proposals_of
 from pipeline.score import vip_reason
@@ -29,14 +27,10 @@ RANK = {Decision.record: 0, Decision.notify: 1, Decision.ask_approval: 2, Decisi
 
 
 class Targets(Protocol):
-    """What decide needs of a responder: the kind of observable it acts on, and how much
-    its action disturbs."""
+    """What decide needs of a responder: the kind of observable it acts on."""
 
     @property
     def target_kind(self) -> Kind: ...
-
-    @property
-    def impact(self) -> Impact: ...
 
 
 @dataclass
@@ -66,12 +60,9 @@ class Brakes:
         return Brakes(self.auto_actions_last_hour + len(queued), counts, switches)
 
 
-def two_person(rule: ActionPolicy, responder: Targets) -> bool:
-    """Whether the action needs two approvers for every target: as its rule says, else
-    when the responder declares itself high impact."""
-    if rule.two_person is not None:
-        return rule.two_person
-    return responder.impact == Impact.high
+def two_person(rule: ActionPolicy) -> bool:
+    """Whether the policy marks this action high impact: two approvers for every target."""
+    return rule.two_person
 
 
 def propose(
@@ -113,7 +104,7 @@ def propose(
                     Proposal(
                         responder=rule.responder,
                         target=target,
-                        two_person=bool(sensitive) or two_person(rule, responder),
+                        two_person=bool(sensitive) or two_person(rule),
                     )
                 )
     return proposed, skipped

@@ -214,8 +214,9 @@ class ResponderResult:
 
 
 class Impact(StrEnum):
-    """How much a responder's action disturbs: ``high`` asks for more care — two approvers,
-    never automatic, unless its action rule says ``two_person: false`` (``decide.two_person``)."""
+    """How much a responder's action disturbs, as it declares it (docs/responders lists
+    each). It decides nothing by itself: the policy marks the actions that need two
+    approvers (``ActionPolicy.two_person``), which a high-impact one usually should."""
 
     low = "low"  # narrow and easily reversed: one session, one log line
     high = "high"  # locks a person out of everything, or is hard to reverse

@@ -230,9 +230,8 @@ class ActionPolicy(_Strict):
     # (U…) and a Slack user group (S…) whose members may approve
     approvers: list[str] = Field(default_factory=list)
     approver_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
-    # two distinct approvers for every target, never automatic; None (unset): so when the
-    # responder declares itself high impact (decide.two_person)
-    two_person: bool | None = None
+    # high impact: two distinct approvers for every target, never automatic
+    two_person: bool = False
     auto: bool = True  # may run automatically above thresholds.auto_act (else it asks)
     dry_run: bool = False  # this action only says what it would have done
     # past this many automatic runs in an hour the responder asks instead, until reset

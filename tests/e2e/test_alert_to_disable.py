@@ -32,7 +32,7 @@ from pipeline import audit
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.models import Action, Incident
-from pipeline.policy import ActionPolicy, Policy
+from pipeline.policy import Policy
 from tests.fixtures.slack import FakeSlack, block_actions_body, signed_headers
 
 
@@ -128,10 +128,7 @@ async def fido(samba_ad: Any, fake_slack: FakeSlack, db: Database) -> AsyncItera
         "FIDO_AD_PASSWORD": samba_ad.admin_password,
         "FIDO_AD_BASE_DN": samba_ad.base_dn,
     }
-    # one approver for an ordinary account (disabling is high impact: two by default);
-    # privileged and VIP targets still need two, whatever the rule says
-    policy = Policy(actions=[ActionPolicy(responder="ad_disable_account", two_person=False)])
-    async with running(settings, policy, directory, db, fake_slack) as fido:
+    async with running(settings, Policy(), directory, db, fake_slack) as fido:
         yield fido
 
 

@@ -173,29 +173,6 @@ def test_privileged_vip_and_high_impact_need_two_approvers_and_never_run_alone(
     assert "needs two approvers" in verdict.reason
 
 
-class HighImpactLock(LockResponder):
-    impact = "high"  # locks a person out of everything
-
-
-@pytest.mark.parametrize(("two_person", "expected"), [(None, True), (False, False), (True, True)])
-def test_a_high_impact_responder_needs_two_approvers_unless_its_rule_says_not(
-    two_person: bool | None, expected: bool
-) -> None:
-    rule = ActionPolicy(
-        responder="test_lock", **({} if two_person is None else {"two_person": two_person})
-    )
-    p = auto_policy(actions=[rule])
-    i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
-    i.score = 99
-    verdict = decide(i, p, {"test_lock": HighImpactLock()})
-    assert verdict.proposed == [
-        Proposal(responder="test_lock", target="alice", two_person=expected)
-    ]
-    assert verdict.decision is (Decision.ask_approval if expected else Decision.auto_act)
-    low = decide(i, p, RESPONDERS)  # a low-impact responder: one approver unless the rule says
-    assert low.proposed[0].two_person is bool(two_person)
-
-
 def test_pause_makes_every_automatic_action_ask() -> None:
     p = auto_policy()
     i = scored(incident(users=["alice"], facts={"user:alice": {"found": True}}), p)
