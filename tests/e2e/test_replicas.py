@@ -94,11 +94,11 @@ def rows(url: str, sql: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
-def scalar(url: str, sql: str) -> int:
+def scalar(url: str, sql: str, **params: str) -> int:
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as connection:
-            return int(connection.execute(text(sql)).scalar() or 0)
+            return int(connection.execute(text(sql), params).scalar() or 0)
     finally:
         engine.dispose()
 
@@ -141,6 +141,21 @@ async def post_all(bases: dict[str, str], killed: asyncio.Event, victim: str) ->
         await asyncio.gather(*(sender(client) for _ in range(24)))
 
 
+LEADS = "now runs the singleton jobs"
+
+
+def leader_of(logs: dict[str, Path], timeout: float = 30) -> str:
+    """The replica that took the singleton jobs (each checks every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leading = [name for name, log in logs.items() if LEADS in log.read_text()]
+        if leading:
+            [name] = leading
+            return name
+        time.sleep(0.2)
+    raise AssertionError("no replica took the singleton jobs")
+
+
 def test_three_replicas_one_killed_every_event_once(
     database: str, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
@@ -165,10 +180,10 @@ def test_three_replicas_one_killed_every_event_once(
         )
         for name in names  # started together: they migrate once, under the lock
     }
-    victim = "r1"
     started = time.monotonic()
     try:
         bases = {name: wait_healthy(processes[name], ports[name], logs[name]) for name in names}
+        victim = leader_of(logs)  # the leader dies: its singleton jobs must move
 
         async def run() -> None:
             killed = asyncio.Event()
@@ -231,8 +246,10 @@ def test_three_replicas_one_killed_every_event_once(
     assert scalar(database, audited) == succeeded
     stopped = "SELECT count(*) FROM audit_entry WHERE verb = 'action.interrupted'"
     assert scalar(database, stopped) == interrupted
-    others = "SELECT count(*) FROM action WHERE status = 'interrupted' AND replica != 'r1'"
-    assert scalar(database, others) == 0  # only the killed replica's
+    others = "SELECT count(*) FROM action WHERE status = 'interrupted' AND replica != :victim"
+    assert scalar(database, others, victim=victim) == 0  # only the killed replica's
+    # the leader moved: another replica took the singleton jobs after the kill
+    assert sum(LEADS in outputs[name] for name in names if name != victim) == 1, outputs
     # each incident's card was posted and recorded once
     carded = scalar(database, "SELECT count(DISTINCT message_ts) FROM incident")
     assert carded == incidents, rows(
