@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATS_EVERY = 30.0  # seconds the 7-day figures are reused between scrapes
-SLACK_KINDS = frozenset({"card", "notice", "message"})  # outbox rows delivered to Slack
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -54,8 +53,9 @@ class Recorder:
         )
         self.alerts = Counter(
             "fido_alerts",
-            "Alerts in webhook deliveries, by detector and outcome (received, accepted, "
-            "duplicate); a refused delivery counts in fido_webhook_deliveries",
+            "Alerts in webhook deliveries and from polled sources, by detector and outcome "
+            "(received, accepted, duplicate, dead_letter); a refused delivery counts in "
+            "fido_webhook_deliveries",
             ["detector", "outcome"],
             registry=r,
         )
@@ -105,7 +105,10 @@ class Recorder:
             registry=r,
         )
         self.slack_429 = Counter(
-            "fido_slack_rate_limited", "Slack answers of 429 (rate limited)", registry=r
+            "fido_slack_rate_limited",
+            "Slack Web API answers of 429 (rate limited), by method, whoever called",
+            ["method"],
+            registry=r,
         )
 
     # -- pipeline.observe.Observer ------------------------------------------------------------
@@ -130,8 +133,17 @@ class Recorder:
 
     def delivery(self, kind: str, outcome: str) -> None:
         self.outbox.labels(kind, outcome).inc()
-        if outcome == "rate_limited" and kind in SLACK_KINDS:
-            self.slack_429.inc()
+
+    def rate_limited(self, service: str, method: str) -> None:
+        if service == "slack":
+            self.slack_429.labels(method).inc()
+
+    def polled(self, detector: str, *, accepted: int, duplicates: int, dead: int) -> None:
+        self.alerts.labels(detector, "received").inc(accepted + duplicates + dead)
+        self.alerts.labels(detector, "accepted").inc(accepted)
+        self.alerts.labels(detector, "duplicate").inc(duplicates)
+        if dead:
+            self.alerts.labels(detector, "dead_letter").inc(dead)
 
     # -- webhooks -----------------------------------------------------------------------------
 

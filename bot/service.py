@@ -71,6 +71,12 @@ async def poll_source(
     except Exception as exc:
         log.warning("source %s failed: %s", source.name, exc)
         return
+    observe.observer().polled(
+        detector.name,
+        accepted=len(result.created),
+        duplicates=result.duplicates,
+        dead=result.dead_letters,
+    )
     if result.created:
         wake()
     if result.created or result.dead_letters:

@@ -64,6 +64,16 @@ class Observer(Protocol):
         tried), ``rate_limited`` (the recipient answered 429) or ``error``."""
         ...
 
+    def rate_limited(self, service: str, method: str) -> None:
+        """``service`` (e.g. Slack) answered a call to ``method`` with 429, whoever made
+        it: the outbox, App Home, a look-up of a person."""
+        ...
+
+    def polled(self, detector: str, *, accepted: int, duplicates: int, dead: int) -> None:
+        """A polled source's alerts for ``detector``: stored, already known, and kept as
+        dead letters (unreadable)."""
+        ...
+
 
 class _Nobody:
     """The observer until one is installed: records nothing."""
@@ -84,6 +94,12 @@ class _Nobody:
         pass
 
     def delivery(self, kind: str, outcome: str) -> None:
+        pass
+
+    def rate_limited(self, service: str, method: str) -> None:
+        pass
+
+    def polled(self, detector: str, *, accepted: int, duplicates: int, dead: int) -> None:
         pass
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,14 +18,15 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
 
-from bot import metrics
+from bot import metrics, service
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack.app import web_client
 from bot.slack.notifier import SlackNotifier
 from integrations.detectors.generic import GenericDetector
-from pipeline import observe
+from pipeline import observe, sources
 from pipeline.db import Database
 from pipeline.engine import Engine
 from pipeline.errors import IntegrationError
@@ -198,7 +200,7 @@ async def test_pipeline_lookups_outbox_and_actions_move_the_metrics(
     assert (await client.post("/webhooks/generic", content=first, headers=AUTH)).status_code == 202
     await engine.drain()  # the card meets Slack's 429 and waits a second
     held = await scrape(client)
-    assert value(held, "fido_slack_rate_limited_total") == 1
+    assert value(held, "fido_slack_rate_limited_total", method="chat.postMessage") == 1
     assert value(held, "fido_outbox_deliveries_total", kind="card", outcome="rate_limited") == 1
     assert value(held, "fido_outbox_depth") >= 1
     assert value(held, "fido_lookup_cache_total", enricher="test_reputation", result="miss") == 1
@@ -308,3 +310,41 @@ async def test_timed_enrichers_keep_what_the_pipeline_recognises(db: Database) -
         await directory.enrich(Observables(users=["alice"]))
     samples = parse(generate_latest(recorder.registry).decode())
     assert value(samples, "fido_enricher_seconds_count", enricher="test_directory") == 1
+
+
+async def test_every_slack_429_is_counted_by_method_whoever_called(
+    client: httpx.AsyncClient, fake_slack: FakeSlack
+) -> None:
+    """Not only the outbox's: App Home's views.publish and a look-up of a person too."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        SLACK_BOT_TOKEN=fake_slack.token,
+        SLACK_API_URL=fake_slack.base_url,
+    )
+    slack = web_client(settings)
+    for method in ("views.publish", "users.info"):
+        fake_slack.fail_next(method, status=429, headers={"Retry-After": "1"})
+    with pytest.raises(SlackApiError):
+        await slack.views_publish(user_id="U1", view={"type": "home", "blocks": []})
+    with pytest.raises(SlackApiError):
+        await slack.users_info(user="U1")
+    await slack.users_info(user="U1")  # answered: not counted
+    samples = await scrape(client)
+    assert value(samples, "fido_slack_rate_limited_total", method="views.publish") == 1
+    assert value(samples, "fido_slack_rate_limited_total", method="users.info") == 1
+
+
+async def test_a_polled_sources_alerts_are_counted_by_detector(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def poll(**_: Any) -> sources.PollResult:
+        return sources.PollResult(created=[1, 2, 3], duplicates=2, dead_letters=1)
+
+    monkeypatch.setattr(sources, "poll", poll)
+    woken: list[bool] = []
+    source, detector = SimpleNamespace(name="s1_api"), SimpleNamespace(name="sentinelone")
+    await service.poll_source(db, source, detector, lambda: woken.append(True))  # type: ignore[arg-type]
+    samples = await scrape(client)
+    assert woken == [True]
+    for outcome, count in (("received", 6), ("accepted", 3), ("duplicate", 2), ("dead_letter", 1)):
+        assert value(samples, "fido_alerts_total", detector="sentinelone", outcome=outcome) == count
