@@ -121,6 +121,13 @@ class _Stored:
     suppressed_by: str | None
     user_answers: dict[str, Any] | None
 
+    @property
+    def proposed_actions(self) -> list[dict[str, Any]]:
+        """None queued: what the stored decision queued automatically followed the old
+        policy, and the new one decides afresh (``decide`` keeps queued proposals
+        automatic, which a replay must not)."""
+        return []
+
     def as_incident(self) -> Incident:
         return cast(Incident, self)
 

@@ -68,6 +68,8 @@ def test_schemathesis_against_fido_serve_finds_no_server_error(tmp_path: Path) -
     assert outcome.exit_code == 0, outcome.log[-3000:]  # still alive, and stopped cleanly
     assert outcome.requests >= 300
     integrations.load_all()
-    assert outcome.detectors == plugins.detectors.names()  # every built-in one was fuzzed
+    # every built-in one was fuzzed (not the test doubles other tests may have registered)
+    shipped = [name for name in plugins.detectors.names() if not name.startswith("test_")]
+    assert outcome.detectors == shipped
     # the generated requests reached the parsers and the database, not only the refusals
     assert outcome.statuses[202] > 0 and outcome.statuses[422] > 0, outcome.statuses

@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -467,6 +468,14 @@ async def test_a_restarted_fido_holds_the_guards_containments_again(
 # -- the guard follows the database, on the leading replica -------------------------
 
 
+def leading(db: Database) -> Leadership:
+    """This process as the leading replica (on PostgreSQL without taking the real lock,
+    which another process may hold)."""
+    leadership = Leadership(db, replica="r1")
+    leadership.leader = True
+    return leadership
+
+
 async def test_the_leaders_guard_follows_actions_and_undos_stored_by_other_processes(
     openvpn: OpenVPNServer, db: Database
 ) -> None:
@@ -477,7 +486,7 @@ async def test_the_leaders_guard_follows_actions_and_undos_stored_by_other_proce
     policy = Policy(actions=[ActionPolicy(responder="openvpn_kill_session")])
     elsewhere = build(openvpn, ccd_dir=None)  # another process: it never holds
     async with guarded(openvpn, leading=False) as on_leader:
-        holding = HeldContainments(Leadership(db, replica="r1"), {NAME: on_leader})
+        holding = HeldContainments(leading(db), {NAME: on_leader})
         await holding.run()  # nothing in force: the guard does not take the interface
         assert on_leader.guard is not None and not on_leader.guard.connected
 
@@ -521,7 +530,7 @@ async def test_a_replica_that_stops_leading_lets_the_interface_go(
 ) -> None:
     (jdoe,) = await connect_all(openvpn, "lost-jdoe")
     async with guarded(openvpn, leading=False) as responder:
-        leadership = Leadership(db, replica="r1")
+        leadership = leading(db)
         holding = HeldContainments(leadership, {NAME: responder})
         done = await build(openvpn, ccd_dir=None).execute("lost-jdoe")
         async with db.session() as session:
@@ -547,19 +556,22 @@ async def test_while_the_leaders_guard_holds_the_interface_others_leave_it_the_w
 ) -> None:
     """OpenVPN leaves a second management client unanswered: another replica's click is
     recorded for the guard, which ends the session as soon as its job reads it."""
-    jdoe, alice = await connect_all(openvpn, "busy-jdoe", "busy-alice")
+    # names of this run's own: the server and its log serve the SQLite and PostgreSQL runs
+    tag = uuid.uuid4().hex[:6]
+    jdoe_cn, alice_cn = f"busy-jdoe-{tag}", f"busy-alice-{tag}"
+    jdoe, alice = await connect_all(openvpn, jdoe_cn, alice_cn)
     async with guarded(openvpn, leading=False) as on_leader:
-        holding = HeldContainments(Leadership(db, replica="r1"), {NAME: on_leader})
-        first = await build(openvpn, ccd_dir=None).execute("busy-alice")
+        holding = HeldContainments(leading(db), {NAME: on_leader})
+        first = await build(openvpn, ccd_dir=None).execute(alice_cn)
         async with db.session() as session:
-            session.add(stored(first, "busy-alice"))
+            session.add(stored(first, alice_cn))
             await session.commit()
         await holding.run()
         guard = on_leader.guard
         assert guard is not None
         await eventually(lambda: guard.connected, 5, "the guard did not connect")
 
-        done = await build(openvpn, ccd_dir=None, timeout=0.5).execute("busy-jdoe")
+        done = await build(openvpn, ccd_dir=None, timeout=0.5).execute(jdoe_cn)
 
         assert done.summary.startswith(
             f"The OpenVPN management interface at 127.0.0.1:{openvpn.management_port} did "
@@ -567,17 +579,17 @@ async def test_while_the_leaders_guard_holds_the_interface_others_leave_it_the_w
         )
         assert done.summary.endswith(
             "Fido's session guard, which holds it on the leading replica, ends the sessions "
-            "of busy-jdoe (common name busy-jdoe) within seconds and every new one until undone"
+            f"of {jdoe_cn} (common name {jdoe_cn}) within seconds and every new one until undone"
         )
         assert done.undo_data["mode"] == "guard"
-        assert ended_by_kill(openvpn, "busy-jdoe") == 0  # nothing reached the server yet
+        assert ended_by_kill(openvpn, jdoe_cn) == 0  # nothing reached the server yet
         async with db.session() as session:
-            session.add(stored(done, "busy-jdoe"))
+            session.add(stored(done, jdoe_cn))
             await session.commit()
         await holding.run()
-        assert guard.blocked == {"busy-alice", "busy-jdoe"}
+        assert guard.blocked == {alice_cn, jdoe_cn}
         # ended, and ended again when it reconnects (the server's own log says so)
-        await eventually(lambda: ended_by_kill(openvpn, "busy-jdoe") >= 2, 20, "not kept out")
+        await eventually(lambda: ended_by_kill(openvpn, jdoe_cn) >= 2, 20, "not kept out")
         assert jdoe.running and alice.running
 
 
