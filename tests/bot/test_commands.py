@@ -290,7 +290,7 @@ async def test_extend_pushes_a_time_boxed_containment_back(slack_http: Any, db: 
 
     refused = await slack_http(f"extend {action.id} 2.5", user="USTRANGER")
     assert refused["text"] == (
-        ":no_entry: you are not an approver, so you cannot extend this. "
+        ":no_entry: you are not an approver, so you cannot extend test_lock. "
         "This attempt has been recorded."
     )
     reply = await slack_http(f"extend {action.id} 2.5h")
