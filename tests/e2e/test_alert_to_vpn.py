@@ -96,7 +96,9 @@ async def guard_fido(
     environ = {PASSWORD_ENV: openvpn.password or ""}
     on_leader = Wiring(settings, policy, environ=environ).responders()
     holders = {n: r for n, r in on_leader.items() if isinstance(r, HoldsContainment)}
-    holding = HeldContainments(Leadership(db, replica="leader"), holders)
+    leadership = Leadership(db, replica="leader")
+    leadership.leader = True  # it leads (on PostgreSQL without taking the real lock)
+    holding = HeldContainments(leadership, holders)
 
     async def leader() -> None:
         while True:
@@ -196,6 +198,7 @@ async def test_guard_mode_a_click_on_another_replica_is_held_by_the_leader(
 
     assert (await guard_fido.click(undo, user=APPROVER, message=message)).status_code == 200
     await guard_fido.slack.wait_for("chat.update", count=2, timeout=30)
+    await asyncio.sleep(2 * HOLD_EVERY)  # the leader's guard reads the Undo at its next run
 
     def back_in() -> bool:  # the status file: the guard may hold the interface a moment more
         return any(
