@@ -5,7 +5,7 @@ Figures (one line each):
            /webhooks/generic for ~10 s:
            alerts/s and p50/p99 of the 202s; beside it, with the same client in the same run,
            a minimal FastAPI endpoint that commits each request to SQLite (uvicorn subprocess);
-- drain:   a burst of 200 alerts about 200 users (200 incidents), enricher of 200 ms:
+- drain:   a burst of 200 alerts about 200 users (200 incidents; --count), enricher of 200 ms:
            incidents/s from the first POST until the 200th card reaches the fake Slack;
 - latency: one alert every 200 ms (50 alerts), same enricher: POST → chat.postMessage p50/p99;
 - storm:   10,000 alerts about 20 hosts in arrays of 100, concurrently: events lost, seconds
@@ -372,7 +372,7 @@ def bench_drain(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
         ) as (base, url):
-            count = 200
+            count = args.count
             bodies = [
                 json.dumps(alert("drain", i, user=f"drain-user-{i}")).encode() for i in range(count)
             ]
@@ -494,6 +494,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32, help="policy worker_concurrency")
     parser.add_argument("--enrich-ms", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="accept: how long")
+    parser.add_argument("--count", type=int, default=200, help="drain: incidents in the burst")
     parser.add_argument(
         "--no-enricher", action="store_true", help="policy enrichers: [] (isolates the door)"
     )
