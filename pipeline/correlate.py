@@ -16,20 +16,24 @@ recent closed one it shares a key with (``previous_id``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, or_, text
+from sqlalchemy import Table, and_, bindparam, case, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pipeline.enrich import is_degraded, merge
 from pipeline.locks import lock_key
 from pipeline.lookups.privacy import Screen
 from pipeline.models import Event, Incident, IncidentKey, IncidentStatus, Severity
 from pipeline.observables import Kind, Observables, account_name
 from pipeline.policy import Policy
+from pipeline.records import Enrichment, dump_enrichment, enrichment_of
 
 _RANK = {s.value: i for i, s in enumerate(Severity)}
 KEY_MAX = 320  # IncidentKey.key's column size
@@ -117,27 +121,27 @@ class Keys:
         return {k for k in keys if k.partition(":")[0] in self.join_kinds}
 
 
-async def _find(
-    session: AsyncSession, keys: set[str], *, open_since: datetime | None
-) -> Incident | None:
-    """In one query: the open incident sharing one of ``keys`` updated last, if it was
-    updated since ``open_since`` (None: never join an open one); else the one closed last.
-    """
+@functools.cache
+def _find_statement(windowed: bool, lock: bool) -> Any:
+    """``_find``'s query, built once per shape (statements are costly to build, and a
+    statement built once keeps its cache key): the keys and the window are parameters."""
     # "id IN (incidents sharing a key)" rather than a join: the planner then starts from
     # incident_key's primary key whatever it knows of the tables (SQLite has no statistics
     # unless ANALYZE ran, and a join let it walk every open or closed incident instead)
-    sharing = select(IncidentKey.incident_id).where(col(IncidentKey.key).in_(keys))
+    sharing = select(IncidentKey.incident_id).where(
+        col(IncidentKey.key).in_(bindparam("keys", expanding=True))
+    )
     closed = col(Incident.status) == IncidentStatus.closed.value
     wanted = (
-        closed
-        if open_since is None
-        else or_(
+        or_(
             and_(
                 col(Incident.status) == IncidentStatus.open.value,
-                col(Incident.updated_at) >= open_since,
+                col(Incident.updated_at) >= bindparam("open_since"),
             ),
             closed,
         )
+        if windowed
+        else closed
     )
     query = (
         select(Incident)
@@ -147,13 +151,31 @@ async def _find(
             case((closed, col(Incident.closed_at)), else_=col(Incident.updated_at)).desc(),
         )
         .limit(1)
+        # the keys it reads are written at once (``correlate``), and what is pending on
+        # incidents in the session cannot change which one is found: nothing to flush first
+        .execution_options(autoflush=False)
     )
-    bind = session.bind
-    if open_since is not None and bind is not None and bind.dialect.name != "sqlite":
+    if lock:
         # another replica adding to the same incident waits for this transaction (SQLite
         # transactions are serial already), so no event count or observable is lost
         query = query.with_for_update(of=Incident)
-    return (await session.exec(query)).first()
+    return query
+
+
+async def _find(
+    session: AsyncSession, keys: set[str], *, open_since: datetime | None
+) -> Incident | None:
+    """In one query: the open incident sharing one of ``keys`` updated last, if it was
+    updated since ``open_since`` (None: never join an open one); else the one closed last.
+    """
+    bind = session.bind
+    windowed = open_since is not None
+    lock = windowed and bind is not None and bind.dialect.name != "sqlite"
+    params: dict[str, Any] = {"keys": sorted(keys)}
+    if windowed:
+        params["open_since"] = open_since
+    found = await session.exec(_find_statement(windowed, lock), params=params)
+    return found.first()
 
 
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
@@ -171,10 +193,25 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
         )
 
 
+_KEY: Table = IncidentKey.__table__  # type: ignore[attr-defined]
+_KNOWN_KEYS = select(_KEY.c.key).where(
+    _KEY.c.incident_id == bindparam("incident_id"),
+    _KEY.c.key.in_(bindparam("keys", expanding=True)),
+)
+
+
 async def correlate(
-    *, session: AsyncSession, event: Event, policy: Policy, now: datetime, keys: Keys | None = None
+    *,
+    session: AsyncSession,
+    event: Event,
+    policy: Policy,
+    now: datetime,
+    keys: Keys | None = None,
+    results: Enrichment | None = None,
 ) -> Incident:
-    """Attach ``event`` to an incident (not committed) and return that incident."""
+    """Attach ``event`` (with its enrichment ``results``) to an incident, not committed,
+    and return that incident. A new incident is inserted whole, in one statement; its keys
+    are written at once, so the next event of the same transaction finds it."""
     keys = keys or Keys(policy)
     observables = Observables.model_validate(event.observables)
     mine = keys.all(observables)
@@ -186,19 +223,15 @@ async def correlate(
         else None
     )
     incident = found if found is not None and found.status == IncidentStatus.open else None
-    created = False
+    created = incident is None
     if incident is None:
         previous = found  # closed: the new incident links to it
         incident = Incident(
             title=event.title,
             severity=event.severity,
             created_at=now,
-            updated_at=now,
             previous_id=previous.id if previous else None,
         )
-        session.add(incident)
-        await session.flush()
-        created = True
     elif _RANK.get(event.severity, 0) > _RANK.get(incident.severity, 0):
         incident.severity = event.severity
         incident.title = event.title
@@ -208,20 +241,24 @@ async def correlate(
     incident.updated_at = now
     if event.detector not in incident.detectors:
         incident.detectors = [*incident.detectors, event.detector]
+    if results is not None:
+        incident.enrichment = dump_enrichment(merge(enrichment_of(incident.enrichment), results))
+        incident.degraded = is_degraded(results)
+    if created:  # for its id
+        session.add(incident)
+        await session.flush()
     assert incident.id is not None
+    connection = await session.connection()
     known: set[str] = set()
-    if not created:  # a new incident has no keys yet
-        known = set(
-            (
-                await session.exec(
-                    select(IncidentKey.key).where(
-                        IncidentKey.incident_id == incident.id, col(IncidentKey.key).in_(mine)
-                    )
-                )
-            ).all()
+    if not created and mine:  # a new incident has no keys yet
+        rows = await connection.execute(
+            _KNOWN_KEYS, {"incident_id": incident.id, "keys": sorted(mine)}
         )
-    for key in sorted(mine - known):
-        session.add(IncidentKey(key=key, incident_id=incident.id))
+        known = set(rows.scalars().all())
+    if mine - known:
+        await connection.execute(
+            _KEY.insert(), [{"key": k, "incident_id": incident.id} for k in sorted(mine - known)]
+        )
     # the event's row is written by whoever completes it (``queue.complete``), in one update
     event.incident_id = incident.id
     session.add(incident)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pipeline.clock import as_utc
@@ -32,6 +32,50 @@ from pipeline.records import History, history_of
 INDICATORS = ("hash:", "ip:", "domain:", "url:")
 REPEAT_LOOKBACK = timedelta(hours=24)
 _NOT_REAL = (CloseVerdict.false_positive.value, CloseVerdict.benign.value)
+
+
+_KEY: Table = IncidentKey.__table__  # type: ignore[attr-defined]
+_INCIDENT: Table = Incident.__table__  # type: ignore[attr-defined]
+_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
+
+# Built once (a statement is costly to build); every value is a parameter. Plain statements
+# on the session's connection: what they read (keys, closed incidents, events) is written
+# at once by triage, so nothing pending in the session needs flushing first.
+_SIGHTINGS = (
+    select(_KEY.c.key, func.count(_KEY.c.incident_id))
+    .join(_INCIDENT, _INCIDENT.c.id == _KEY.c.incident_id)
+    .where(
+        _KEY.c.key.in_(bindparam("keys", expanding=True)),
+        _KEY.c.incident_id != bindparam("incident_id"),
+        _INCIDENT.c.created_at >= bindparam("since"),
+        _INCIDENT.c.verdict.is_(None) | _INCIDENT.c.verdict.not_in(_NOT_REAL),
+    )
+    .group_by(_KEY.c.key)
+)
+_USER_VERDICTS = (
+    select(_KEY.c.key, _INCIDENT.c.verdict, func.count(_INCIDENT.c.id))
+    .join(_INCIDENT, _INCIDENT.c.id == _KEY.c.incident_id)
+    .where(
+        _KEY.c.key.in_(bindparam("keys", expanding=True)),
+        _KEY.c.incident_id != bindparam("incident_id"),
+        _INCIDENT.c.status == IncidentStatus.closed.value,
+        _INCIDENT.c.verdict.is_not(None),
+        _INCIDENT.c.closed_at >= bindparam("since"),
+    )
+    .group_by(_KEY.c.key, _INCIDENT.c.verdict)
+)
+# the events of the incidents sharing a key (ix_event_incident_detector_received), not a
+# join the planner may start from every event of the detector
+_REPEATS = select(func.min(_EVENT.c.received_at), func.max(_EVENT.c.received_at)).where(
+    _EVENT.c.incident_id.in_(
+        select(_KEY.c.incident_id).where(_KEY.c.key.in_(bindparam("keys", expanding=True)))
+    ),
+    _EVENT.c.detector == bindparam("detector"),
+    _EVENT.c.title == bindparam("title"),
+    _EVENT.c.id != bindparam("event_id"),
+    _EVENT.c.received_at >= bindparam("after"),
+    _EVENT.c.received_at <= bindparam("at"),
+)
 
 
 async def gather(
@@ -50,63 +94,45 @@ async def gather(
     users = sorted(k for k in mine if k.startswith("user:"))
     since = now - timedelta(days=policy.correlation.history_days)
     history = History(detectors=list(incident.detectors))
+    connection = await session.connection()
     if indicators:
-        rows = await session.exec(
-            select(IncidentKey.key, func.count(col(IncidentKey.incident_id)))
-            .join(Incident, col(Incident.id) == col(IncidentKey.incident_id))
-            .where(
-                col(IncidentKey.key).in_(indicators),
-                col(IncidentKey.incident_id) != incident.id,
-                col(Incident.created_at) >= since,
-                (col(Incident.verdict).is_(None)) | (col(Incident.verdict).not_in(_NOT_REAL)),
-            )
-            .group_by(col(IncidentKey.key))
+        rows = await connection.execute(
+            _SIGHTINGS, {"keys": indicators, "incident_id": incident.id, "since": since}
         )
         history.sightings = {key: int(n) for key, n in rows.all() if n}
     if users:
-        rows2 = await session.exec(
-            select(IncidentKey.key, Incident.verdict, func.count(col(Incident.id)))
-            .join(Incident, col(Incident.id) == col(IncidentKey.incident_id))
-            .where(
-                col(IncidentKey.key).in_(users),
-                col(IncidentKey.incident_id) != incident.id,
-                Incident.status == IncidentStatus.closed.value,
-                col(Incident.verdict).is_not(None),
-                col(Incident.closed_at) >= since,
-            )
-            .group_by(col(IncidentKey.key), col(Incident.verdict))
+        rows = await connection.execute(
+            _USER_VERDICTS, {"keys": users, "incident_id": incident.id, "since": since}
         )
-        for key, verdict, n in rows2.all():
+        for key, verdict, n in rows.all():
             account = key.partition(":")[2]
             history.user_verdicts.setdefault(account, {})[str(verdict)] = int(n)
     if event is None:
         before = history_of(incident.history)
         history.repeat_hours, history.quiet_repeat = before.repeat_hours, before.quiet_repeat
     else:
-        await _repeats(session, history, event=event, keys=keys, policy=policy)
+        await _repeats(connection, history, event=event, keys=keys, policy=policy)
     return history
 
 
 async def _repeats(
-    session: AsyncSession, history: History, *, event: Event, keys: Keys, policy: Policy
+    connection: AsyncConnection, history: History, *, event: Event, keys: Keys, policy: Policy
 ) -> None:
     subjects = sorted(keys.all(Observables.model_validate(event.observables)))
     if not subjects:
         return
     at = as_utc(event.received_at)
-    # the events of the incidents sharing a key (ix_event_incident_detector_received), not
-    # a join the planner may start from every event of the detector
-    sharing = select(IncidentKey.incident_id).where(col(IncidentKey.key).in_(subjects))
     first, last = (
-        await session.exec(
-            select(func.min(col(Event.received_at)), func.max(col(Event.received_at))).where(
-                col(Event.incident_id).in_(sharing),
-                Event.detector == event.detector,
-                Event.title == event.title,
-                col(Event.id) != event.id,
-                col(Event.received_at) >= at - REPEAT_LOOKBACK,
-                col(Event.received_at) <= at,
-            )
+        await connection.execute(
+            _REPEATS,
+            {
+                "keys": subjects,
+                "detector": event.detector,
+                "title": event.title,
+                "event_id": event.id,
+                "after": at - REPEAT_LOOKBACK,
+                "at": at,
+            },
         )
     ).one()
     if first is None or last is None:

@@ -13,10 +13,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, bindparam, func
 from sqlmodel import col, select
 
 from pipeline import act, audit, controls, outbox, queue, suppress
+from pipeline.batching import Batcher
 from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.db import Database
 from pipeline.enrich import facts_for
@@ -46,6 +47,12 @@ from pipeline.suppress import ActiveSuppression
 log = logging.getLogger(__name__)
 
 EXPIRY_ACTOR = "fido:expiry"  # who undoes a time-boxed containment
+_INCIDENT: Table = Incident.__table__  # type: ignore[attr-defined]
+_PLACE = (  # where an incident's card lives, once Slack said
+    _INCIDENT.update()
+    .where(_INCIDENT.c.id == bindparam("incident"))
+    .values(message_channel=bindparam("channel"), message_ts=bindparam("ts"))
+)
 
 
 @dataclass
@@ -81,6 +88,9 @@ class IncidentService:
         self.settings_approvers = frozenset(approvers)
         self.clock = clock
         self.on_enqueue: Callable[[], None] | None = None
+        self._places: Batcher[tuple[int, str, str], None] = Batcher(
+            self._store_places, name="fido-card-places"
+        )
         self.use(policy)
 
     def use(self, policy: Policy) -> None:
@@ -120,7 +130,13 @@ class IncidentService:
             return
         async with self.db.session(durable=False) as session:  # one read for the card
             incident = await session.get(Incident, message.incident_id)
-            actions = await act.actions_in(session, incident_id=message.incident_id)
+            # an incident's Action rows are only ever made from its proposals, which are
+            # never taken back: with none proposed there is nothing to look for
+            actions = (
+                await act.actions_in(session, incident_id=message.incident_id)
+                if incident is not None and incident.proposed_actions
+                else []
+            )
         if incident is None or (incident.suppressed_by and not incident.message_ts):
             return  # gone, or silenced before it was ever posted
         await self.publish(incident, actions)
@@ -136,14 +152,19 @@ class IncidentService:
         ref = await self.notifier.publish(incident, actions)
         if ref is None or (ref.channel, ref.ts) == (incident.message_channel, incident.message_ts):
             return
+        await self._places.submit((incident.id, ref.channel, ref.ts))
+        incident.message_channel, incident.message_ts = ref.channel, ref.ts
+
+    async def _store_places(self, places: list[tuple[int, str, str]]) -> list[None]:
+        """Where cards now live, for the cards posted at about the same time: one statement
+        and one commit for all of them."""
         async with self.db.session(durable=False) as session:
-            await session.exec(
-                update(Incident)
-                .where(col(Incident.id) == incident.id)
-                .values(message_channel=ref.channel, message_ts=ref.ts)
+            connection = await session.connection()
+            await connection.execute(
+                _PLACE, [{"incident": i, "channel": c, "ts": ts} for i, c, ts in places]
             )
             await session.commit()
-        incident.message_channel, incident.message_ts = ref.channel, ref.ts
+        return [None] * len(places)
 
     # -- reads -----------------------------------------------------------------------------
 

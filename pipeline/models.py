@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -151,9 +150,13 @@ class Incident(SQLModel, table=True):
     enrichment: dict[str, Any] = Field(default_factory=empty_dict, sa_column=Column(JSON))
     degraded: bool = False
     score: int = 0
-    score_breakdown: list[dict[str, Any]] = Field(default_factory=empty_list, sa_column=Column(JSON))
+    score_breakdown: list[dict[str, Any]] = Field(
+        default_factory=empty_list, sa_column=Column(JSON)
+    )
     decision: str | None = Field(default=None, max_length=16)
-    proposed_actions: list[dict[str, Any]] = Field(default_factory=empty_list, sa_column=Column(JSON))
+    proposed_actions: list[dict[str, Any]] = Field(
+        default_factory=empty_list, sa_column=Column(JSON)
+    )
     decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # bumped when the decision or the proposals change: a button drawn before is stale
     decision_version: int = Field(default=0)

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import Table, and_, bindparam, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -49,7 +49,7 @@ from pipeline.batching import Batcher
 from pipeline.clock import Clock, as_utc, system_clock, wait_any
 from pipeline.db import Database
 from pipeline.errors import DeliveryError
-from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus
+from pipeline.models import OutboxKind, OutboxMessage, OutboxStatus, utcnow
 from pipeline.records import Proposal
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,17 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[OutboxMessage], Awaitable[None]]
 MAX_BACKOFF = timedelta(minutes=5)
 LEASE = timedelta(seconds=60)
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+_SENT = (  # a row delivered (``Sender._apply`` for the rest)
+    _OUTBOX.update()
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(
+        status=OutboxStatus.sent.value,
+        sent_at=bindparam("at"),
+        last_error=None,
+        claimed_until=None,
+    )
+)
 
 
 class Later(DeliveryError):
@@ -82,20 +93,31 @@ async def enqueue_card(
     that the changes of the next few seconds go out as one ``chat.update``: a storm of
     alerts then costs a card update every few seconds, not one per alert. Without it the
     card goes as soon as it can, and a waiting row is brought forward."""
+    if first:  # written at once, in one plain statement: it precedes every row added after
+        connection = await session.connection()
+        await connection.execute(
+            _OUTBOX.insert(),
+            {
+                "incident_id": incident_id,
+                "kind": OutboxKind.card.value,
+                "payload": {},
+                "status": OutboxStatus.pending.value,
+                "attempts": 0,
+                "not_before": not_before,
+                "created_at": utcnow(),
+            },
+        )
+        return
     waiting = (
-        None
-        if first
-        else (
-            await session.exec(
-                select(OutboxMessage).where(
-                    OutboxMessage.incident_id == incident_id,
-                    OutboxMessage.kind == OutboxKind.card.value,
-                    OutboxMessage.status == OutboxStatus.pending.value,
-                    col(OutboxMessage.claimed_until).is_(None),
-                )
+        await session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.incident_id == incident_id,
+                OutboxMessage.kind == OutboxKind.card.value,
+                OutboxMessage.status == OutboxStatus.pending.value,
+                col(OutboxMessage.claimed_until).is_(None),
             )
-        ).first()
-    )
+        )
+    ).first()
     if waiting is None:
         session.add(
             OutboxMessage(
@@ -286,16 +308,24 @@ class Sender:
         await self._settles.submit(_Settle(row, error, retry_after, permanent, later, self.now()))
 
     async def _settle_many(self, settles: list[_Settle]) -> list[None]:
+        sent = [s for s in settles if s.error is None]
+        others = [s for s in settles if s.error is not None]
         async with self.db.session(durable=False) as session:
-            found = await session.exec(
-                select(OutboxMessage).where(col(OutboxMessage.id).in_([s.row.id for s in settles]))
-            )
-            fresh_by_id = {row.id: row for row in found.all()}
-            for settle in settles:
-                fresh = fresh_by_id.get(settle.row.id)
-                if fresh is not None:
-                    self._apply(fresh, settle)
-                    session.add(fresh)
+            if sent:  # the common case, in one plain statement
+                connection = await session.connection()
+                await connection.execute(_SENT, [{"row": s.row.id, "at": s.now} for s in sent])
+            if others:  # attempts counted and back-off worked out from the stored row
+                found = await session.exec(
+                    select(OutboxMessage).where(
+                        col(OutboxMessage.id).in_([s.row.id for s in others])
+                    )
+                )
+                fresh_by_id = {row.id: row for row in found.all()}
+                for settle in others:
+                    fresh = fresh_by_id.get(settle.row.id)
+                    if fresh is not None:
+                        self._apply(fresh, settle)
+                        session.add(fresh)
             await session.commit()
         return [None] * len(settles)
 

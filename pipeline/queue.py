@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -117,22 +117,37 @@ class LostClaim(FidoError):
     """The event's lease expired and another worker claimed it: this work is not kept."""
 
 
+_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
+# built once (a statement is costly to build); the values are parameters
+_COMPLETE = (
+    _EVENT.update()
+    .where(
+        _EVENT.c.id == bindparam("event_id"),
+        _EVENT.c.status == EventStatus.processing.value,
+        _EVENT.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=EventStatus.done.value,
+        incident_id=bindparam("joined"),
+        suppressed_by=bindparam("silenced"),
+        last_error=None,
+    )
+)
+
+
 async def complete(session: AsyncSession, event: Event) -> None:
     """Mark ``event`` done in the caller's transaction, if the claim is still ours, with
-    the incident it joined and the suppression that silenced it."""
-    done = await session.exec(
-        update(Event)
-        .where(
-            col(Event.id) == event.id,
-            col(Event.status) == EventStatus.processing.value,
-            col(Event.claim_token) == event.claim_token,
-        )
-        .values(
-            status=EventStatus.done.value,
-            incident_id=event.incident_id,
-            suppressed_by=event.suppressed_by,
-            last_error=None,
-        )
+    the incident it joined and the suppression that silenced it (a plain statement: it
+    neither needs nor flushes the session's pending objects)."""
+    connection = await session.connection()
+    done = await connection.execute(
+        _COMPLETE,
+        {
+            "event_id": event.id,
+            "token": event.claim_token,
+            "joined": event.incident_id,
+            "silenced": event.suppressed_by,
+        },
     )
     if done.rowcount != 1:
         raise LostClaim(f"event {event.id} was claimed by another worker; leaving it to it")

@@ -26,7 +26,7 @@ from pipeline.clock import Clock, as_utc, system_clock
 from pipeline.correlate import Keys, correlate, lock_keys
 from pipeline.db import Database
 from pipeline.decide import RANK, Brakes, Targets, decide
-from pipeline.enrich import enrich, is_degraded, merge
+from pipeline.enrich import enrich
 from pipeline.history import gather
 from pipeline.lookups.enricher import LookupEnricher
 from pipeline.lookups.store import attach_waiters
@@ -38,9 +38,7 @@ from pipeline.records import (
     Enrichment,
     Proposal,
     dump_breakdown,
-    dump_enrichment,
     dump_proposals,
-    enrichment_of,
     proposals_of,
 )
 from pipeline.score import score
@@ -255,10 +253,8 @@ class Triage:
         complete the event (written now, so later events of the batch see it joined)."""
         observables = Observables.model_validate(event.observables)
         incident = await correlate(
-            session=session, event=event, policy=policy, now=now, keys=self.keys
+            session=session, event=event, policy=policy, now=now, keys=self.keys, results=results
         )
-        incident.enrichment = dump_enrichment(merge(enrichment_of(incident.enrichment), results))
-        incident.degraded = is_degraded(results)
         assert incident.id is not None
         await attach_waiters(  # answers left pending come back through refresh()
             session,
