@@ -91,6 +91,9 @@ class IncidentService:
         self._places: Batcher[tuple[int, str, str], None] = Batcher(
             self._store_places, name="fido-card-places"
         )
+        self._card_reads: Batcher[int, tuple[Incident | None, list[Action]]] = Batcher(
+            self._read_cards, most=200, name="fido-card-reads"
+        )
         self.use(policy)
 
     def use(self, policy: Policy) -> None:
@@ -128,15 +131,7 @@ class IncidentService:
             )
             self.kick()
             return
-        async with self.db.session(durable=False) as session:  # one read for the card
-            incident = await session.get(Incident, message.incident_id)
-            # an incident's Action rows are only ever made from its proposals, which are
-            # never taken back: with none proposed there is nothing to look for
-            actions = (
-                await act.actions_in(session, incident_id=message.incident_id)
-                if incident is not None and incident.proposed_actions
-                else []
-            )
+        incident, actions = await self._card_reads.submit(message.incident_id)
         if incident is None or (incident.suppressed_by and not incident.message_ts):
             return  # gone, or silenced before it was ever posted
         await self.publish(incident, actions)
@@ -154,6 +149,27 @@ class IncidentService:
             return
         await self._places.submit((incident.id, ref.channel, ref.ts))
         incident.message_channel, incident.message_ts = ref.channel, ref.ts
+
+    async def _read_cards(self, ids: list[int]) -> list[tuple[Incident | None, list[Action]]]:
+        """The incidents (and their actions) of the cards being sent at about the same
+        time: one transaction and two statements for all of them."""
+        async with self.db.session(durable=False) as session:
+            found = await session.exec(select(Incident).where(col(Incident.id).in_(set(ids))))
+            incidents: dict[int, Incident] = {i.id: i for i in found.all() if i.id is not None}
+            # an incident's Action rows are only ever made from its proposals, which are
+            # never taken back: with none proposed there is nothing to look for
+            proposing = sorted(i for i, incident in incidents.items() if incident.proposed_actions)
+            actions: dict[int, list[Action]] = {}
+            if proposing:
+                rows = await session.exec(
+                    select(Action)
+                    .where(col(Action.incident_id).in_(proposing))
+                    .order_by(col(Action.id))
+                )
+                for action in rows.all():
+                    assert action.incident_id is not None
+                    actions.setdefault(action.incident_id, []).append(action)
+        return [(incidents.get(i), actions.get(i, [])) for i in ids]
 
     async def _store_places(self, places: list[tuple[int, str, str]]) -> list[None]:
         """Where cards now live, for the cards posted at about the same time: one statement
