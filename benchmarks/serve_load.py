@@ -48,11 +48,13 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from bot.settings import ENV_NAMES  # noqa: E402
 from pipeline import db as database  # noqa: E402
+from pipeline.policy import Policy  # noqa: E402
 from tests.fixtures.servers import free_port  # noqa: E402
 from tests.fixtures.slack import FakeSlack  # noqa: E402
 
 TOKEN = "bench-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+DEFAULT_WORKERS = Policy.model_fields["worker_concurrency"].default
 LAUNCHER = Path(os.environ.get("FIDO_BENCH_LAUNCHER") or ROOT / "benchmarks" / "_slow_serve.py")
 
 
@@ -161,7 +163,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def fido_serve(
-    tmp: Path, name: str, slack: FakeSlack, *, workers: int, enrich_ms: int, enrichers: str
+    tmp: Path, name: str, slack: FakeSlack, *, workers: int | None, enrich_ms: int, enrichers: str
 ) -> Iterator[tuple[str, str]]:
     """(base URL, database URL) of a running ``fido serve`` with the bench_slow lookup."""
     with throwaway_database(tmp, name) as url:
@@ -169,7 +171,7 @@ def fido_serve(
         policy.write_text(
             f"enrichers: {enrichers}\n"
             "actions:\n  - responder: log_only\n"
-            f"worker_concurrency: {workers}\n"
+            + (f"worker_concurrency: {workers}\n" if workers else "")
         )
         port = free_port()
         env = clean_env(
@@ -389,7 +391,7 @@ def bench_drain(tmp: Path, args: argparse.Namespace, backend: str) -> None:
                 f"drain ({backend}): {len(cards) / took:,.1f} incidents/s "
                 f"({len(cards)}/{count} cards in {took:.2f} s from the first POST; "
                 f"POSTs took {posted - first:.2f} s, {errors} errors; {incidents} incidents; "
-                f"enricher {args.enrich_ms} ms, {args.workers} workers"
+                f"enricher {args.enrich_ms} ms, {args.workers or DEFAULT_WORKERS} workers"
                 f"{'' if arrived else '; TIMED OUT'})",
                 flush=True,
             )
@@ -491,7 +493,9 @@ FIGURES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(FIGURES))
-    parser.add_argument("--workers", type=int, default=32, help="policy worker_concurrency")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="policy worker_concurrency (its default)"
+    )
     parser.add_argument("--enrich-ms", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="accept: how long")
     parser.add_argument("--count", type=int, default=200, help="drain: incidents in the burst")
