@@ -78,6 +78,15 @@ class Later(DeliveryError):
         super().__init__(message, retry_after=retry_after)
 
 
+# built once (a statement is costly to build); the incident is a parameter
+_WAITING_CARD = select(OutboxMessage).where(
+    OutboxMessage.incident_id == bindparam("incident_id"),
+    OutboxMessage.kind == OutboxKind.card.value,
+    OutboxMessage.status == OutboxStatus.pending.value,
+    col(OutboxMessage.claimed_until).is_(None),
+)
+
+
 async def enqueue_card(
     session: AsyncSession,
     incident_id: int,
@@ -108,16 +117,7 @@ async def enqueue_card(
             },
         )
         return
-    waiting = (
-        await session.exec(
-            select(OutboxMessage).where(
-                OutboxMessage.incident_id == incident_id,
-                OutboxMessage.kind == OutboxKind.card.value,
-                OutboxMessage.status == OutboxStatus.pending.value,
-                col(OutboxMessage.claimed_until).is_(None),
-            )
-        )
-    ).first()
+    waiting = (await session.exec(_WAITING_CARD, params={"incident_id": incident_id})).first()
     if waiting is None:
         session.add(
             OutboxMessage(

@@ -27,6 +27,7 @@ from pipeline.models import Event, EventStatus, utcnow
 LEASE = timedelta(seconds=60)
 RENEW_EVERY = 20.0  # seconds between lease renewals of an event in flight
 MAX_ATTEMPTS = 5
+_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
 
 
 def _claimable(now_minus_lease: datetime) -> ColumnElement[bool]:
@@ -51,15 +52,32 @@ async def claim_many(
     (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer), and the UPDATE checks
     again that each is claimable, so two claimers never get one event."""
     stale = utcnow() - lease
-    candidates = (
-        select(Event.id).where(_claimable(stale)).order_by(col(Event.id)).limit(max(1, most))
-    )
+    most = max(1, most)
+    # Two queries, pending and expired, each walking the status index in id order and
+    # stopping at ``most``: one query with OR made SQLite sort every pending event (a
+    # storm's ten thousand) for each claim.
+    candidates = [
+        select(_EVENT.c.id)
+        .where(_EVENT.c.status == EventStatus.pending.value)
+        .order_by(_EVENT.c.id)
+        .limit(most),
+        select(_EVENT.c.id)
+        .where(_EVENT.c.status == EventStatus.processing.value, _EVENT.c.claimed_at < stale)
+        .order_by(_EVENT.c.id)
+        .limit(most),
+    ]
     if not db.sqlite:
         # chosen first, then updated: inside the UPDATE, PostgreSQL may run a LIMIT …
         # SKIP LOCKED subquery more than once and claim more rows than asked for
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = [query.with_for_update(skip_locked=True) for query in candidates]
     async with db.session(durable=False) as session:
-        ids = list((await session.exec(candidates)).all())
+        connection = await session.connection()
+        found = [
+            event_id
+            for query in candidates
+            for event_id in (await connection.execute(query)).scalars().all()
+        ]
+        ids = sorted(set(found))[:most]
         if not ids:
             await session.commit()
             return []
@@ -117,7 +135,6 @@ class LostClaim(FidoError):
     """The event's lease expired and another worker claimed it: this work is not kept."""
 
 
-_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
 # built once (a statement is costly to build); the values are parameters
 _COMPLETE = (
     _EVENT.update()

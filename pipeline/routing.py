@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -175,6 +175,15 @@ def enqueue(
     )
 
 
+# built once (a statement is costly to build); the incident is a parameter
+_WAITING_MESSAGES = select(OutboxMessage.payload).where(
+    OutboxMessage.incident_id == bindparam("incident_id"),
+    OutboxMessage.kind == OutboxKind.message.value,
+    OutboxMessage.status == OutboxStatus.pending.value,
+    col(OutboxMessage.claimed_until).is_(None),
+)
+
+
 async def enqueue_thread_update(
     session: AsyncSession,
     incident: Incident,
@@ -186,16 +195,7 @@ async def enqueue_thread_update(
     ``not_before``; one waiting row covers every event until it is sent. ``joining``: the
     events joining the incident in the caller's transaction (the card has not shown them)."""
     assert incident.id is not None
-    waiting = (
-        await session.exec(
-            select(OutboxMessage.payload).where(
-                OutboxMessage.incident_id == incident.id,
-                OutboxMessage.kind == OutboxKind.message.value,
-                OutboxMessage.status == OutboxStatus.pending.value,
-                col(OutboxMessage.claimed_until).is_(None),
-            )
-        )
-    ).all()
+    waiting = (await session.exec(_WAITING_MESSAGES, params={"incident_id": incident.id})).all()
     if any((payload or {}).get("type") == "thread_update" for payload in waiting):
         return
     if incident.thread_event_id is None:  # the first reply: the card showed what was done
