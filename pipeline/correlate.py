@@ -178,6 +178,12 @@ async def _find(
     return found.first()
 
 
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(k))"
+    " FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS wanted"
+)
+
+
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     """On PostgreSQL, hold a transaction lock on each correlation key (in sorted order, so
     two transactions never wait for each other's keys): replicas attaching events that
@@ -187,9 +193,10 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
     bind = session.bind
     if bind is None or bind.dialect.name == "sqlite":
         return
-    for key in sorted(set(keys)):
+    wanted = sorted({lock_key(f"key:{key}") for key in keys})
+    if wanted:  # one statement, taking them in that order
         await session.exec(  # type: ignore[call-overload]
-            text("SELECT pg_advisory_xact_lock(:key)"), params={"key": lock_key(f"key:{key}")}
+            _LOCK_KEYS, params={"keys": wanted}
         )
 
 
