@@ -115,7 +115,7 @@ class GuardDutyDetector(JSONDetector):
             normalised, vendor = severity(vendor, WORDS)  # a label, e.g. "HIGH"
         return ParsedEvent(
             external_id=ident(record, finding.get("id")),
-            title=title or kind or "",
+            title=title or kind or "GuardDuty finding",  # a finding with neither
             severity=normalised,
             vendor_severity=vendor[:64] if vendor else None,
             occurred_at=timestamp(dig(finding, "service", "eventFirstSeen"))

@@ -218,3 +218,25 @@ def test_a_finding_without_id_gets_a_stable_fingerprint() -> None:
 
 def test_registered_by_name() -> None:
     assert isinstance(detectors.get("guardduty")(), GuardDutyDetector)
+
+
+def test_a_finding_with_neither_title_nor_type_still_has_a_title() -> None:
+    """Found by the damaged-corpus property test: ``Title`` null and ``Type`` an empty list
+    gave an event with an empty title."""
+    body = json.dumps(
+        {
+            "Findings": [
+                {
+                    "AccountId": "123456789012",
+                    "Id": "0ab1cd2ef3a45b6c7d8e9f0a1b2c3d4e",
+                    "Severity": 5.0,
+                    "Title": None,
+                    "Type": [],
+                    "Resource": {"ResourceType": "AccessKey"},
+                }
+            ]
+        }
+    ).encode()
+    [event] = GuardDutyDetector().parse(body)
+    assert event.title == "GuardDuty finding"
+    assert event.external_id == "0ab1cd2ef3a45b6c7d8e9f0a1b2c3d4e"
