@@ -330,11 +330,11 @@ class Sender:
         return [None] * len(settles)
 
     def _apply(self, fresh: OutboxMessage, settle: _Settle) -> None:
+        """A failed or held-back delivery, on its stored row (a sent one is ``_SENT``)."""
         row, error, retry_after, now = settle.row, settle.error, settle.retry_after, settle.now
+        assert error is not None
         fresh.claimed_until = None
-        if error is None:
-            fresh.status, fresh.sent_at, fresh.last_error = OutboxStatus.sent.value, now, None
-        elif settle.later:  # held back by a known rate limit: not an attempt
+        if settle.later:  # held back by a known rate limit: not an attempt
             fresh.not_before = now + timedelta(seconds=max(retry_after or 1.0, 0.001))
         else:
             fresh.attempts += 1
