@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from bot.settings import Settings
@@ -255,3 +257,67 @@ async def test_a_new_decision_updates_the_card_at_once(db: Database, fake_slack:
     assert incident.decision == "ask_approval", incident.decision_reason
     updates = fake_slack.calls("chat.update")
     assert len(updates) == 1 and "Approve" in json.dumps(updates[0])  # no waiting for buttons
+
+
+class FailingStatements:
+    """The database fails the next ``times`` statements that contain ``fragment`` (an
+    OperationalError from the driver, as when the server goes away mid-transaction)."""
+
+    def __init__(self, db: Database, fragment: str, times: int = 1) -> None:
+        self.fragment, self.left, self.failed = fragment, times, 0
+        event.listen(db.engine.sync_engine, "before_cursor_execute", self._check)
+
+    def _check(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if self.left and self.fragment in statement:
+            self.left -= 1
+            self.failed += 1
+            raise OperationalError(statement, {}, Exception("server closed the connection"))
+
+
+async def test_a_database_failure_reading_the_card_is_retried_and_the_card_arrives_once(
+    db: Database, fake_slack: FakeSlack
+) -> None:
+    clock = Clock()
+    engine = make(db, fake_slack, clock)
+    await alerts(db, 3)
+    assert await engine.worker.drain() == 3
+    reads = FailingStatements(db, "FROM incident \nWHERE incident.id IN", times=100)
+    await engine.flush()
+    assert reads.failed >= 3  # the batched read failed, and each card's own read after it
+    assert fake_slack.calls("chat.postMessage") == []
+    reads.left = 0  # the database is back
+    waiting = await rows(db)
+    assert [r.status for r in waiting] == ["pending"] * 3
+    assert all("server closed the connection" in (r.last_error or "") for r in waiting)
+    clock.advance(1)  # past the first backoff
+    await engine.flush()
+    assert sorted(posted_titles(fake_slack)) == ["alert 0", "alert 1", "alert 2"]
+    assert {r.status for r in await rows(db)} == {"sent"}
+
+
+async def test_a_database_failure_storing_the_cards_place_costs_one_duplicate_at_most(
+    db: Database, fake_slack: FakeSlack
+) -> None:
+    clock = Clock()
+    engine = make(db, fake_slack, clock)
+    await alerts(db, 1)
+    await engine.worker.drain()
+    places = FailingStatements(db, "SET message_channel=")
+    await engine.flush()
+    assert places.failed == 1  # posted, but where it lives could not be kept …
+    [row] = await rows(db)
+    assert row.status == "pending" and "server closed" in (row.last_error or "")
+    clock.advance(1)
+    await engine.flush()  # … so the row is retried: one duplicate, never a lost card
+    first, second = fake_slack.calls("chat.postMessage")
+    assert first["text"] == second["text"]
+    async with db.session() as session:
+        [incident] = (await session.exec(select(Incident))).all()
+    [row] = await rows(db)
+    assert row.status == "sent"
+    # the card kept is the one Slack answered last: later updates edit it
+    await engine.incidents.deny(incident_id=1, responder="test_lock", target="u0", actor=APPROVER)
+    await engine.flush()
+    [update] = fake_slack.calls("chat.update")
+    assert update["ts"] == incident.message_ts
+    assert len(fake_slack.calls("chat.postMessage")) == 2
