@@ -7,6 +7,10 @@ submitted within ``window`` seconds and hands them to one ``run(items)`` that re
 result per item, in order; each caller waits for its own. ``run`` usually makes one
 transaction of the whole batch, so N callers cost one transaction instead of N.
 
+The window is only waited for under load: after a quiet spell (no batch ended within the
+last ``window`` seconds) the first batch runs at the loop's next turn, with whoever
+submitted in the same turn, so a lone caller at low load pays no window at all.
+
 When ``run`` fails for a batch of several, every item is run again on its own, so one
 bad item's failure is never its neighbours'. A caller that is cancelled (a client that
 hung up) does not cancel the batch its item is in.
@@ -48,6 +52,7 @@ class Batcher(Generic[In, Out]):
         self.name = name
         self._waiting: list[_Waiting[In, Out]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._ended = float("-inf")  # loop time the last batch ended
 
     async def submit(self, item: In) -> Out:
         """``item``'s result, from the batch it joins (its own exception if it failed)."""
@@ -58,8 +63,11 @@ class Batcher(Generic[In, Out]):
         return await asyncio.shield(waiting.answer)
 
     async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._ended > self.window
         while self._waiting:
-            await asyncio.sleep(self.window)
+            await asyncio.sleep(0 if quiet else self.window)
+            quiet = False
             batch: list[_Waiting[In, Out]] = []
             total = 0
             while self._waiting and (
@@ -69,24 +77,29 @@ class Batcher(Generic[In, Out]):
                 batch.append(waiting)
                 total += self.size(waiting.item)
             try:
-                results = await self.run([w.item for w in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)}")
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0], exc)
-                    continue
-                for waiting in batch:  # alone, so that one failure stays its own
-                    try:
-                        (result,) = await self.run([waiting.item])
-                    except Exception as alone:
-                        _settle(waiting, alone)
-                    else:
-                        _settle(waiting, result)
-            else:
-                for waiting, result in zip(batch, results, strict=True):
-                    _settle(waiting, result)
+                await self._run(batch)
+            finally:
+                self._ended = loop.time()
 
+    async def _run(self, batch: list[_Waiting[In, Out]]) -> None:
+        try:
+            results = await self.run([w.item for w in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)}")
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            for waiting in batch:  # alone, so that one failure stays its own
+                try:
+                    (result,) = await self.run([waiting.item])
+                except Exception as alone:
+                    _settle(waiting, alone)
+                else:
+                    _settle(waiting, result)
+        else:
+            for waiting, result in zip(batch, results, strict=True):
+                _settle(waiting, result)
 
 def _settle(waiting: _Waiting[In, Out], outcome: Out | Exception) -> None:
     if waiting.answer.done():

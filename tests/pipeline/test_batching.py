@@ -72,3 +72,20 @@ async def test_a_run_that_answers_for_the_wrong_number_of_items_is_an_error() ->
     assert results == [1, 2]  # retried alone, where one answer per item is right
     lone = Batcher(short, window=0.001)
     assert await lone.submit(7) == 7
+
+
+async def test_a_lone_call_after_a_quiet_spell_waits_for_no_window() -> None:
+    run = Doubler()
+    batcher = Batcher(run, window=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await batcher.submit(1) == 2
+    assert loop.time() - started < 0.25  # ran at the next turn, not after the window
+    # under load (a batch ended within the window) the window gathers the next callers
+    started = loop.time()
+    first = asyncio.create_task(batcher.submit(2))
+    await asyncio.sleep(0.1)
+    second = asyncio.create_task(batcher.submit(3))
+    assert await asyncio.gather(first, second) == [4, 6]
+    assert loop.time() - started >= 0.45
+    assert run.batches == [[1], [2, 3]]
