@@ -101,6 +101,7 @@ class Batcher(Generic[In, Out]):
             for waiting, result in zip(batch, results, strict=True):
                 _settle(waiting, result)
 
+
 def _settle(waiting: _Waiting[In, Out], outcome: Out | Exception) -> None:
     if waiting.answer.done():
         return
