@@ -7,9 +7,11 @@ submitted within ``window`` seconds and hands them to one ``run(items)`` that re
 result per item, in order; each caller waits for its own. ``run`` usually makes one
 transaction of the whole batch, so N callers cost one transaction instead of N.
 
-The window is only waited for under load: after a quiet spell (no batch ended within the
-last ``window`` seconds) the first batch runs at the loop's next turn, with whoever
-submitted in the same turn, so a lone caller at low load pays no window at all.
+The window is only waited for under load: after a quiet spell (nothing submitted for
+``quiet`` seconds) the first batch runs at the loop's next turn, with whoever submitted in
+the same turn, so a lone caller at low load pays no window at all. The spell is much
+longer than the window: clients that each wait for their answer before sending again
+leave gaps of a commit's length between batches, and those gaps are load, not quiet.
 
 When ``run`` fails for a batch of several, every item is run again on its own, so one
 bad item's failure is never its neighbours'. A caller that is cancelled (a client that
@@ -41,30 +43,33 @@ class Batcher(Generic[In, Out]):
         run: Callable[[list[In]], Awaitable[Sequence[Out]]],
         *,
         window: float = 0.002,
+        quiet: float = 0.05,
         most: int = 1_000,
         size: Callable[[In], int] = lambda _: 1,
         name: str = "fido-batch",
     ) -> None:
         self.run = run
         self.window = window
+        self.quiet = quiet
         self.most = most  # total size of one batch (at least one item, however large)
         self.size = size
         self.name = name
         self._waiting: list[_Waiting[In, Out]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._ended = float("-inf")  # loop time the last batch ended
+        self._submitted = float("-inf")  # loop time of the last submission
 
     async def submit(self, item: In) -> Out:
         """``item``'s result, from the batch it joins (its own exception if it failed)."""
         waiting: _Waiting[In, Out] = _Waiting(item)
         self._waiting.append(waiting)
+        now = asyncio.get_running_loop().time()
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name=self.name)
+            quiet = now - self._submitted > self.quiet
+            self._flusher = asyncio.create_task(self._flush(quiet), name=self.name)
+        self._submitted = now
         return await asyncio.shield(waiting.answer)
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        quiet = loop.time() - self._ended > self.window
+    async def _flush(self, quiet: bool) -> None:
         while self._waiting:
             await asyncio.sleep(0 if quiet else self.window)
             quiet = False
@@ -76,10 +81,7 @@ class Batcher(Generic[In, Out]):
                 waiting = self._waiting.pop(0)
                 batch.append(waiting)
                 total += self.size(waiting.item)
-            try:
-                await self._run(batch)
-            finally:
-                self._ended = loop.time()
+            await self._run(batch)
 
     async def _run(self, batch: list[_Waiting[In, Out]]) -> None:
         try:

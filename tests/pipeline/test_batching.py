@@ -81,7 +81,7 @@ async def test_a_lone_call_after_a_quiet_spell_waits_for_no_window() -> None:
     started = loop.time()
     assert await batcher.submit(1) == 2
     assert loop.time() - started < 0.25  # ran at the next turn, not after the window
-    # under load (a batch ended within the window) the window gathers the next callers
+    # under load (a call came within the window) the window gathers the next callers
     started = loop.time()
     first = asyncio.create_task(batcher.submit(2))
     await asyncio.sleep(0.1)
