@@ -280,9 +280,10 @@ class LookupsPolicy(_Strict):
     providers: dict[str, ProviderPolicy] = Field(default_factory=dict)  # by provider
     retries: int = Field(default=2, ge=0, le=5)  # after the first try, for errors other than 429
     retry_backoff_seconds: float = Field(default=0.5, ge=0)  # doubled on each retry
-    # calls in flight per enricher: sized for I/O-bound lookups, like the worker pool; the
-    # quota (per_minute/per_day) is what keeps a rate-limited vendor within its limits
-    concurrency: int = Field(default=32, ge=1)
+    # calls in flight per enricher (None: as many as the worker pool has events in flight,
+    # so that no event waits for a slot behind others); the quota (per_minute/per_day) is
+    # what keeps a rate-limited vendor within its limits
+    concurrency: int | None = Field(default=None, ge=1)
     deferred_interval_seconds: float = Field(default=5, gt=0)  # how often run_deferred runs
     deferred_max_attempts: int = Field(default=5, ge=1)  # failed rounds before giving up
 

@@ -87,7 +87,9 @@ class LookupEnricher:
         self.breaker = (breakers or Breakers(policy.lookups, clock=clock)).get(lookup.provider)
         self.quota = quota or Quota(db, policy.lookups, clock=clock)
         limit = policy.lookups.provider(lookup.provider).concurrency
-        self._slots = asyncio.Semaphore(limit or policy.lookups.concurrency)
+        self._slots = asyncio.Semaphore(
+            limit or policy.lookups.concurrency or policy.worker_concurrency
+        )
 
     def now(self) -> datetime:
         return as_utc(self.clock())

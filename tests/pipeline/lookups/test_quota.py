@@ -135,8 +135,8 @@ async def test_an_unlimited_provider_reads_its_block_at_most_once_a_second(
 async def test_a_provider_can_have_fewer_calls_in_flight(
     db: Database, clock: Clock, sleeps: Sleeps
 ) -> None:
-    """lookups.concurrency (default 32) bounds every enricher; a provider's own
-    ``concurrency`` bounds it further."""
+    """lookups.concurrency (by default the worker pool's size) bounds every enricher; a
+    provider's own ``concurrency`` bounds it further."""
     in_flight, peak = [0], [0]
     gate = asyncio.Event()
 
@@ -148,11 +148,21 @@ async def test_a_provider_can_have_fewer_calls_in_flight(
             in_flight[0] -= 1
             return {"verdict": "clean"}
 
-    for limit, expected in ((None, len(HASHES)), (2, 2)):
+    cases = (  # (the provider's, the enricher's, the worker pool's) → calls in flight
+        ((None, None, 64), len(HASHES)),
+        ((2, None, 64), 2),
+        ((None, None, 3), 3),
+        ((None, 4, 3), 4),
+    )
+    for (limit, enricher_limit, workers), expected in cases:
         in_flight[0] = peak[0] = 0
         gate.clear()
-        rules = LookupsPolicy(providers={"test_vt": ProviderPolicy(concurrency=limit)})
-        enricher = wrap(Held(), db, clock, sleeps, Policy(lookups=rules))
+        rules = LookupsPolicy(
+            providers={"test_vt": ProviderPolicy(concurrency=limit)}, concurrency=enricher_limit
+        )
+        enricher = wrap(
+            Held(), db, clock, sleeps, Policy(lookups=rules, worker_concurrency=workers)
+        )
         lookups = asyncio.create_task(enricher.enrich(obs(hashes=HASHES)))
         for _ in range(500):  # until as many calls as allowed are waiting at the vendor
             if in_flight[0] >= expected:
