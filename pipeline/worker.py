@@ -32,7 +32,7 @@ from pipeline import observe, queue
 from pipeline.clock import wait_any
 from pipeline.db import Database
 from pipeline.errors import FidoError
-from pipeline.models import Event
+from pipeline.models import Event, EventStatus
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,11 @@ class Worker:
                     log.exception("worker: could not claim events; retrying")
                     await self._until(stop, timeout=idle)
                     continue
-                if started < asked:  # the queue is empty: wait for news or a free slot
-                    await self._until(stop, self.wakeup, self._freed, timeout=idle)
-                elif self._free() < self._batch():  # busy: wait until a few slots are free
+                if started < asked:  # the queue is empty: a free slot changes nothing
+                    await self._until(stop, self.wakeup, timeout=idle)
+                # busy: claim again once a few slots are free, not for every freed slot
+                while self._free() < self._batch() and not stop.is_set():
+                    self._freed.clear()
                     await self._until(stop, self._freed, timeout=idle)
         finally:
             keeper.cancel()
@@ -220,6 +222,8 @@ class Worker:
                 log.exception("event %s: could not record its failure", event.id)
             else:
                 log.warning("event %s failed (%s): %s", event.id, status, exc)
+                if status == EventStatus.pending.value:
+                    self.wakeup.set()  # back in the queue: claim it again
         finally:
             self._in_flight.remove(ticket)
             ticket.done.set()

@@ -290,3 +290,59 @@ async def test_while_deliveries_pour_in_the_worker_takes_a_trickle_then_everythi
     finally:
         stop.set()
         await running
+
+
+async def test_a_busy_pool_claims_once_a_quarter_is_free_and_an_empty_queue_waits_for_news(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each claim is a transaction: a full pool claims again once a quarter of its slots are
+    free (not for every event that ends), and with the queue empty an event that ends
+    claims nothing; a new event, or one that failed back into the queue, is claimed at once
+    (not after the idle timeout)."""
+    claims: list[int] = []
+    claim_many = queue.claim_many
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Event]:
+        events = await claim_many(*args, **kwargs)
+        claims.append(len(events))
+        return events
+
+    monkeypatch.setattr(queue, "claim_many", counted)
+    # 40 events, 8 slots, each ending at its own moment: a claim per ended event would be 32+
+    delays = {f"u{i}": 0.01 * (i % 7 + 1) for i in range(40)}
+    await send(db, [{"id": str(i), "title": "t", "user": f"u{i}"} for i in range(40)])
+    pool = engine(db, SlowEnricher(delays=delays), size=8)
+    attach_all, broken = pool.triage._attach_all, [True]
+
+    async def once_broken(items: Any) -> Any:  # the late alert's first triage fails
+        if broken[0] and any(event.title == "late" for event, _ in items):
+            broken[0] = False
+            raise RuntimeError("the database went away mid-triage")
+        return await attach_all(items)
+
+    monkeypatch.setattr(pool.triage, "_attach_all", once_broken)
+
+    async def scored(count: int) -> list[int]:
+        for _ in range(150):  # 3 s, well within the 5 s idle timeout
+            if len(ids := await scored_event_ids(db)) >= count:
+                return ids
+            await asyncio.sleep(0.02)
+        return await scored_event_ids(db)
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(pool.worker.run(stop, idle=5))
+    try:
+        assert sorted(await scored(40)) == list(range(1, 41))
+        await asyncio.sleep(0.2)  # the last events end with the queue empty: no claim
+        taken = [n for n in claims if n]
+        assert sum(taken) == 40 and claims.count(0) <= 1  # one look finds the queue empty
+        assert all(n >= 2 for n in taken[:-1])  # a quarter of 8 slots at least
+        assert len(claims) <= 40 // 2 + 2
+        done = len(claims)
+        await send(db, [{"id": "late", "title": "late", "user": "late"}])
+        pool.worker.wakeup.set()  # as the webhook door does on ingest
+        assert len(await scored(41)) == 41  # failed once, back in the queue, claimed again
+        assert not broken[0] and claims[done:] == [1, 1]
+    finally:
+        stop.set()
+        await running
