@@ -92,31 +92,14 @@ async def enqueue_card(
     incident_id: int,
     *,
     not_before: datetime | None = None,
-    first: bool = False,
 ) -> None:
     """Post or update the incident's card, in the caller's transaction; one pending,
-    not-yet-claimed card row already covers it (``first``: the incident has no rows yet,
-    so there is none to look for).
+    not-yet-claimed card row already covers it.
 
     ``not_before`` holds back a routine update (another alert joined, the score moved) so
     that the changes of the next few seconds go out as one ``chat.update``: a storm of
     alerts then costs a card update every few seconds, not one per alert. Without it the
     card goes as soon as it can, and a waiting row is brought forward."""
-    if first:  # written at once, in one plain statement: it precedes every row added after
-        connection = await session.connection()
-        await connection.execute(
-            _OUTBOX.insert(),
-            {
-                "incident_id": incident_id,
-                "kind": OutboxKind.card.value,
-                "payload": {},
-                "status": OutboxStatus.pending.value,
-                "attempts": 0,
-                "not_before": not_before,
-                "created_at": utcnow(),
-            },
-        )
-        return
     waiting = (await session.exec(_WAITING_CARD, params={"incident_id": incident_id})).first()
     if waiting is None:
         session.add(
@@ -127,6 +110,31 @@ async def enqueue_card(
     elif not_before is None and waiting.not_before is not None and waiting.attempts == 0:
         waiting.not_before = None  # something that matters now: do not wait for the batch
         session.add(waiting)
+
+
+async def enqueue_first_cards(session: AsyncSession, incident_ids: Sequence[int]) -> None:
+    """Post the first card of incidents opened in the caller's transaction: they have no
+    rows yet, so there is none to look for, and all of them are written in one plain
+    statement, at once."""
+    if not incident_ids:
+        return
+    connection = await session.connection()
+    created_at = utcnow()
+    await connection.execute(
+        _OUTBOX.insert(),
+        [
+            {
+                "incident_id": incident_id,
+                "kind": OutboxKind.card.value,
+                "payload": {},
+                "status": OutboxStatus.pending.value,
+                "attempts": 0,
+                "not_before": None,
+                "created_at": created_at,
+            }
+            for incident_id in incident_ids
+        ],
+    )
 
 
 def enqueue_act(session: AsyncSession, incident_id: int, proposal: Proposal) -> None:

@@ -14,6 +14,7 @@ again within a minute; and a replica that restarts releases its own claims at on
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Table, bindparam, func, or_, update
@@ -152,22 +153,34 @@ _COMPLETE = (
 )
 
 
-async def complete(session: AsyncSession, event: Event) -> None:
-    """Mark ``event`` done in the caller's transaction, if the claim is still ours, with
-    the incident it joined and the suppression that silenced it (a plain statement: it
-    neither needs nor flushes the session's pending objects)."""
+async def complete(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Mark ``events`` done in the caller's transaction, if their claims are still ours,
+    each with the incident it joined and the suppression that silenced it: one plain
+    statement for all of them (it neither needs nor flushes the session's pending objects).
+    If any claim was lost the whole transaction must not be kept (LostClaim): the worker
+    then finishes its events one by one, and only the one whose claim was lost is left."""
+    if not events:
+        return
     connection = await session.connection()
     done = await connection.execute(
         _COMPLETE,
-        {
-            "event_id": event.id,
-            "token": event.claim_token,
-            "joined": event.incident_id,
-            "silenced": event.suppressed_by,
-        },
+        [
+            {
+                "event_id": event.id,
+                "token": event.claim_token,
+                "joined": event.incident_id,
+                "silenced": event.suppressed_by,
+            }
+            for event in events
+        ],
     )
-    if done.rowcount != 1:
-        raise LostClaim(f"event {event.id} was claimed by another worker; leaving it to it")
+    if done.rowcount != len(events):
+        ids = ", ".join(str(event.id) for event in events)
+        raise LostClaim(
+            f"event {ids} was claimed by another worker; leaving it to it"
+            if len(events) == 1
+            else f"one of events {ids} was claimed by another worker"
+        )
 
 
 async def fail(db: Database, *, event_id: int, error: str, retry: bool = True) -> str:

@@ -67,24 +67,25 @@ async def _enqueue(
     outcome: Outcome,
     now: datetime,
     *,
-    new: bool = False,
+    first_cards: list[int] | None = None,
     joining: Sequence[int] = (),
 ) -> None:
-    """What the outcome must send, as outbox rows in the triage's own transaction (``new``:
-    the incident was opened in this transaction, so it has no rows yet; ``joining``: the
-    events that joined it in this transaction)."""
+    """What the outcome must send, as outbox rows in the triage's own transaction
+    (``first_cards``: the incident was opened in this transaction, so it has no rows yet,
+    and its first card joins that list, written by the caller with the others; ``joining``:
+    the events that joined it in this transaction)."""
     incident_id = outcome.incident.id
     assert incident_id is not None
     for proposal in outcome.act:
         outbox.enqueue_act(session, incident_id, proposal)
     if outcome.publish and not outcome.act:  # an action queues its own card update
         routine = outcome.incident.message_ts is not None and not outcome.decision_changed
-        await outbox.enqueue_card(
-            session,
-            incident_id,
-            not_before=now + CARD_UPDATE_DELAY if routine else None,
-            first=new,
-        )
+        if first_cards is not None:
+            first_cards.append(incident_id)
+        else:
+            await outbox.enqueue_card(
+                session, incident_id, not_before=now + CARD_UPDATE_DELAY if routine else None
+            )
     if outcome.publish and outcome.incident.message_ts is not None:  # the thread hears it too
         await routing.enqueue_thread_update(
             session, outcome.incident, not_before=now + CARD_UPDATE_DELAY, joining=joining
@@ -190,6 +191,8 @@ class Triage:
                 incidents[incident.id] = incident
                 if hit is None or incident.event_count == 1:  # else it changes no decision
                     assess[incident.id] = event
+            # every event of the batch done and joined in one statement, before history reads
+            await queue.complete(session, [event for event, _, _ in joined])
             outcomes: dict[int, Outcome] = {}
             # one count for the whole batch: what one incident queues, the next one sees
             brakes = await self._brakes(session, policy) if assess else Brakes()
@@ -215,14 +218,16 @@ class Triage:
                     degraded=incident.degraded,
                     suppression=hit.key if hit else None,
                 )
+            first_cards: list[int] = []
             for incident_id, outcome in outcomes.items():
                 await _enqueue(
                     session,
                     outcome,
                     now,
-                    new=incident_id in opened,
+                    first_cards=first_cards if incident_id in opened else None,
                     joining=[e.id for e, i, _ in joined if i.id == incident_id and e.id],
                 )
+            await outbox.enqueue_first_cards(session, first_cards)
             await session.commit()
         for event, incident, hit in joined:
             log.info(
@@ -249,8 +254,8 @@ class Triage:
         now: datetime,
         suppressions: Sequence[ActiveSuppression],
     ) -> tuple[Incident, ActiveSuppression | None]:
-        """Attach ``event`` to its incident with its enrichment, match ``suppressions``, and
-        complete the event (written now, so later events of the batch see it joined)."""
+        """Attach ``event`` to its incident with its enrichment and match ``suppressions``
+        (the caller completes the batch's events together)."""
         observables = Observables.model_validate(event.observables)
         incident = await correlate(
             session=session, event=event, policy=policy, now=now, keys=self.keys, results=results
@@ -273,7 +278,6 @@ class Triage:
                 incident.suppressed_by = hit.key
         else:  # an alert no suppression matches is triaged, even in a silenced incident
             incident.suppressed_by = None
-        await queue.complete(session, event)
         return incident, hit
 
     async def refresh(self, incident_id: int) -> Outcome | None:

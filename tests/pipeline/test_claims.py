@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from integrations.detectors.generic import GenericDetector
 from pipeline import queue
@@ -30,6 +30,35 @@ async def _set(db: Database, event_id: int, **values: object) -> None:
     async with db.session() as session:
         await session.exec(update(Event).where(col(Event.id) == event_id).values(**values))
         await session.commit()
+
+
+async def test_a_batch_is_completed_in_one_statement_and_a_lost_claim_fails_it(
+    db: Database,
+) -> None:
+    await send(db, "a", "b", "c", "d")
+    events = await queue.claim_many(db, 4, replica="r")
+    async with db.session() as session:  # every claim still ours: all four done
+        await queue.complete(session, events[:3])
+        await session.commit()
+    await _set(db, 4, claim_token="taken-over")
+    async with db.session() as session:  # one of them lost: nothing of it may be kept
+        with pytest.raises(queue.LostClaim, match="event 4 was claimed by another worker"):
+            await queue.complete(session, events[3:])
+        await session.rollback()
+    async with db.session() as session:
+        rows = (await session.exec(select(Event).order_by(col(Event.id)))).all()
+    assert [e.status for e in rows] == ["done", "done", "done", "processing"]
+    assert all(e.claim_token for e in rows)
+    assert await queue.claim_many(db, 4, replica="r") == []  # 4 is another worker's
+
+
+async def test_a_lost_claim_among_many_fails_the_whole_completion(db: Database) -> None:
+    await send(db, "a", "b", "c")
+    events = await queue.claim_many(db, 3, replica="r")
+    await _set(db, 2, claim_token="taken-over")
+    async with db.session() as session:
+        with pytest.raises(queue.LostClaim, match="one of events 1, 2, 3"):
+            await queue.complete(session, events)
 
 
 async def test_claims_take_expired_and_pending_events_oldest_first(db: Database) -> None:

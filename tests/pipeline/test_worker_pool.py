@@ -152,6 +152,36 @@ async def test_a_worker_whose_lease_was_taken_over_keeps_nothing(db: Database) -
     assert [i.event_count for i in incidents] == [1]  # counted once
 
 
+async def test_a_batch_with_one_lost_claim_keeps_the_others_and_counts_each_once(
+    db: Database,
+) -> None:
+    """The events of a batch are completed in one statement: when one of them was taken
+    over meanwhile, the batch is not kept as it is; its events are finished one by one and
+    only the lost one is left to the worker that took it."""
+    await send(db, [{"id": str(i), "title": "t", "user": f"u{i}"} for i in range(3)])
+    slow = engine(db, SlowEnricher(0), size=3, replica="slow")
+    claimed = await queue.claim_many(db, 3, replica="slow")
+    assert [e.id for e in claimed] == [1, 2, 3]
+    async with db.session() as session:
+        await session.exec(
+            update(Event)
+            .where(col(Event.id) == 2)
+            .values(claimed_at=utcnow() - queue.LEASE - timedelta(seconds=1))
+        )
+        await session.commit()
+    fast = engine(db, SlowEnricher(0), size=1, replica="fast")
+    assert await fast.worker.drain() == 1  # takes event 2 over and triages it
+    prepared = [await slow.prepare(event) for event in claimed]
+    results = await slow.finish_many(prepared)
+    assert isinstance(results[1], queue.LostClaim) and "event 2 " in str(results[1])
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    async with db.session() as session:
+        events = (await session.exec(select(Event).order_by(col(Event.id)))).all()
+        incidents = (await session.exec(select(Incident))).all()
+    assert [e.status for e in events] == ["done"] * 3
+    assert sorted(i.event_count for i in incidents) == [1, 1, 1]  # each counted once
+
+
 async def test_leases_of_events_in_flight_are_renewed(db: Database) -> None:
     await send(db, [{"id": "1", "title": "t", "user": "u1"}])
     event = await queue.claim(db, replica="r")
