@@ -136,6 +136,16 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) the process has used so far; None where /proc has no
+    answer (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -164,8 +174,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def fido_serve(
     tmp: Path, name: str, slack: FakeSlack, *, workers: int | None, enrich_ms: int, enrichers: str
-) -> Iterator[tuple[str, str]]:
-    """(base URL, database URL) of a running ``fido serve`` with the bench_slow lookup."""
+) -> Iterator[tuple[str, str, int]]:
+    """(base URL, database URL, process id) of a running ``fido serve`` with the bench_slow
+    lookup."""
     with throwaway_database(tmp, name) as url:
         policy = tmp / f"{name}.yml"
         policy.write_text(
@@ -198,7 +209,7 @@ def fido_serve(
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(process, f"{base}/healthz", log)
-            yield base, url
+            yield base, url, process.pid
         finally:
             stop(process)
 
@@ -351,7 +362,7 @@ def bench_accept(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url):
+        ) as (base, url, pid):
             asyncio.run(hammer(base, 1.0, 32, "warm"))  # connections, caches, first compiles
             ok, lat, errors, total = asyncio.run(hammer(base, args.seconds, 32, "acc"))
             print(accept_line(f"fido serve ({backend})", ok, lat, errors, total), flush=True)
@@ -373,14 +384,16 @@ def bench_drain(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url):
+        ) as (base, url, pid):
             count = args.count
             bodies = [
                 json.dumps(alert("drain", i, user=f"drain-user-{i}")).encode() for i in range(count)
             ]
+            cpu_before = cpu_seconds(pid)
             first, errors = asyncio.run(post_all(base, bodies, 32))
             posted = time.monotonic()
             arrived = wait_until(lambda: len(slack.cards()) >= count, 300)
+            cpu_after = cpu_seconds(pid)
             cards = slack.cards()
             last = cards[-1][0] if cards else first
             counts = Counts(url)
@@ -392,7 +405,13 @@ def bench_drain(tmp: Path, args: argparse.Namespace, backend: str) -> None:
                 f"({len(cards)}/{count} cards in {took:.2f} s from the first POST; "
                 f"POSTs took {posted - first:.2f} s, {errors} errors; {incidents} incidents; "
                 f"enricher {args.enrich_ms} ms, {args.workers or DEFAULT_WORKERS} workers"
-                f"{'' if arrived else '; TIMED OUT'})",
+                f"{'' if arrived else '; TIMED OUT'})"
+                + (
+                    f"; the serve used {(cpu_after - cpu_before) / max(1, len(cards)) * 1000:.1f}"
+                    " ms of CPU per incident"
+                    if cpu_before is not None and cpu_after is not None
+                    else ""
+                ),
                 flush=True,
             )
     finally:
@@ -409,7 +428,7 @@ def bench_latency(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url):
+        ) as (base, url, pid):
             count, sent = 50, {}
             with httpx.Client(base_url=base, timeout=30) as client:
                 for i in range(count):
@@ -448,7 +467,7 @@ def bench_storm(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url):
+        ) as (base, url, pid):
             count, per_delivery = 10_000, 100
             alerts = [alert("storm", i, host=f"storm-host-{i % 20}") for i in range(count)]
             bodies = [
