@@ -42,7 +42,7 @@ class Quota:
         self.policy = policy
         self.clock = clock
         self._blocks: dict[str, tuple[float, float]] = {}  # provider: (until epoch, read at)
-        self._reading: dict[str, asyncio.Lock] = {}  # one read of a provider's block at once
+        self._reading: dict[str, asyncio.Task[float]] = {}  # the read in flight, by provider
 
     async def take(self, provider: str) -> datetime | None:
         """Take one call from ``provider``'s quota: None when granted, else the moment the
@@ -92,15 +92,17 @@ class Quota:
     async def _blocked_until(self, provider: str) -> float:
         """The epoch until which ``provider`` asked us to wait (0: not blocked), read from
         the database at most every BLOCK_RECHECK_SECONDS, and once for all the lookups that
-        want it at the same moment (a burst of events would otherwise read it once each)."""
+        want it at the same moment (a burst of events would otherwise read it once each).
+        They share that read's answer or its error: a failing database is tried once, not
+        once per waiting lookup in turn."""
         known = self._blocks.get(provider)
         if known is not None and time.monotonic() - known[1] < BLOCK_RECHECK_SECONDS:
             return known[0]
-        async with self._reading.setdefault(provider, asyncio.Lock()):
-            known = self._blocks.get(provider)  # read meanwhile by the one that went first?
-            if known is not None and time.monotonic() - known[1] < BLOCK_RECHECK_SECONDS:
-                return known[0]
-            return await self._read_block(provider)
+        reading = self._reading.get(provider)
+        if reading is None or reading.done():
+            reading = asyncio.create_task(self._read_block(provider), name="fido-quota-block")
+            self._reading[provider] = reading
+        return await asyncio.shield(reading)  # one caller giving up never cancels the read
 
     async def _read_block(self, provider: str) -> float:
         async with self.db.session(durable=False) as session:

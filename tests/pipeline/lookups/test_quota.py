@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from pipeline.db import Database
@@ -132,6 +133,32 @@ async def test_an_unlimited_provider_reads_its_block_at_most_once_a_second(
         event.remove(listen, "before_cursor_execute", record)
     clock.advance(31)
     assert await here.take("directory") is None
+
+
+async def test_a_burst_shares_one_failed_read_of_the_block_and_the_next_one_reads_again(
+    db: Database, clock: Clock
+) -> None:
+    """The database fails the block's read: every lookup of the burst gets that error from
+    the one read (not one read each, in turn), and nothing stale is kept for the next."""
+    quota = Quota(db, LookupsPolicy(), clock=clock)
+    tried: list[str] = []
+
+    def failing(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "lookup_quota" in statement:
+            tried.append(statement)
+            raise OperationalError(statement, {}, Exception("server closed the connection"))
+
+    listen = db.engine.sync_engine
+    event.listen(listen, "before_cursor_execute", failing)
+    try:
+        results = await asyncio.gather(
+            *(quota.take("directory") for _ in range(10)), return_exceptions=True
+        )
+    finally:
+        event.remove(listen, "before_cursor_execute", failing)
+    assert len(tried) == 1
+    assert all(isinstance(r, OperationalError) for r in results)
+    assert await quota.take("directory") is None  # the database is back: read, not blocked
 
 
 async def test_a_provider_can_have_fewer_calls_in_flight(
