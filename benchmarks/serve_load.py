@@ -362,7 +362,7 @@ def bench_accept(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url, pid):
+        ) as (base, url, _):
             asyncio.run(hammer(base, 1.0, 32, "warm"))  # connections, caches, first compiles
             ok, lat, errors, total = asyncio.run(hammer(base, args.seconds, 32, "acc"))
             print(accept_line(f"fido serve ({backend})", ok, lat, errors, total), flush=True)
@@ -428,7 +428,7 @@ def bench_latency(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url, pid):
+        ) as (base, url, _):
             count, sent = 50, {}
             with httpx.Client(base_url=base, timeout=30) as client:
                 for i in range(count):
@@ -467,7 +467,7 @@ def bench_storm(tmp: Path, args: argparse.Namespace, backend: str) -> None:
             workers=args.workers,
             enrich_ms=args.enrich_ms,
             enrichers="[]" if args.no_enricher else "[bench_slow]",
-        ) as (base, url, pid):
+        ) as (base, url, _):
             count, per_delivery = 10_000, 100
             alerts = [alert("storm", i, host=f"storm-host-{i % 20}") for i in range(count)]
             bodies = [
